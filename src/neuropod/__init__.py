@@ -1,0 +1,46 @@
+"""neuropod: one interface to run deep learning models, whatever framework built them.
+
+>>> from neuropod import load_neuropod
+>>> with load_neuropod("addition_model.zip") as model:  # doctest: +SKIP
+...     model.infer({"x": x, "y": y})["out"]
+
+Importing this package imports no deep learning framework; each backend imports its framework
+when a model of its platform is loaded.
+"""
+
+from neuropod.errors import (
+    BackendUnavailable,
+    InferenceError,
+    IntegrityError,
+    ModelClosedError,
+    NeuropodError,
+    OptionError,
+    PackageError,
+    SpecError,
+    TestDataMismatch,
+    UnsafeArchiveError,
+    ValidationError,
+)
+from neuropod.loader import load_neuropod
+from neuropod.model import NeuropodModel
+from neuropod.spec import TensorSpec
+
+__version__ = "0.4.0"
+
+__all__ = [
+    "BackendUnavailable",
+    "InferenceError",
+    "IntegrityError",
+    "ModelClosedError",
+    "NeuropodError",
+    "NeuropodModel",
+    "OptionError",
+    "PackageError",
+    "SpecError",
+    "TensorSpec",
+    "TestDataMismatch",
+    "UnsafeArchiveError",
+    "ValidationError",
+    "__version__",
+    "load_neuropod",
+]

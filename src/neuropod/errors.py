@@ -1,0 +1,87 @@
+"""The exceptions neuropod raises, in one small tree.
+
+::
+
+    NeuropodError
+    ├── SpecError (ValueError)               a tensor spec is malformed (found while packaging or loading)
+    ├── ValidationError (ValueError, RuntimeError)
+    │                                        tensors given to or returned by ``infer`` break the spec
+    ├── PackageError (ValueError)            a package cannot be written or read
+    │   ├── IntegrityError                   a file differs from the manifest, is missing, or is extra
+    │   └── UnsafeArchiveError               a zip entry would land outside the package
+    ├── TestDataMismatch (ValueError)        a packaged model's output differs from the expected test output
+    ├── OptionError (TypeError)              an unknown or invalid option was passed
+    ├── BackendUnavailable (ImportError)     no backend for a platform, or its framework is not installed
+    ├── InferenceError (RuntimeError)        the model itself failed while running
+    └── ModelClosedError (RuntimeError)      the model was used after ``close``
+
+Every class derives from the builtin that code written for the original Neuropod catches, so
+``except ValueError`` keeps working. Framework exceptions are translated at the backend boundary
+and kept as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendUnavailable",
+    "InferenceError",
+    "IntegrityError",
+    "ModelClosedError",
+    "NeuropodError",
+    "OptionError",
+    "PackageError",
+    "SpecError",
+    "TestDataMismatch",
+    "UnsafeArchiveError",
+    "ValidationError",
+]
+
+
+class NeuropodError(Exception):
+    """Base class of every error neuropod raises on purpose."""
+
+
+class SpecError(NeuropodError, ValueError):
+    """A tensor spec (problem definition) is malformed."""
+
+
+class ValidationError(NeuropodError, ValueError, RuntimeError):
+    """Tensors passed to or returned from ``infer`` do not match the model's spec.
+
+    It is both a ``ValueError`` and a ``RuntimeError`` because the original Neuropod raised one
+    from Python and the other from its native bindings, and code written for it catches either.
+    """
+
+
+class PackageError(NeuropodError, ValueError):
+    """A neuropod package cannot be written or read."""
+
+
+class IntegrityError(PackageError):
+    """A package's files do not match its ``manifest.json``."""
+
+
+class UnsafeArchiveError(PackageError):
+    """A zipped package holds an entry that would be written outside the package."""
+
+
+class TestDataMismatch(NeuropodError, ValueError):
+    """A model's output differs from the expected output it was packaged with."""
+
+    __test__ = False  # not a pytest test class, despite the name
+
+
+class OptionError(NeuropodError, TypeError):
+    """An unknown or invalid option was passed to a loader or packager."""
+
+
+class BackendUnavailable(NeuropodError, ImportError):
+    """No backend is registered for a platform, or its framework is not installed."""
+
+
+class InferenceError(NeuropodError, RuntimeError):
+    """The model raised while running; the framework's exception is the ``__cause__``."""
+
+
+class ModelClosedError(NeuropodError, RuntimeError):
+    """A model was used after it was closed."""

@@ -1,0 +1,101 @@
+"""The packaging steps every platform shares: config, custom ops, test data, self-test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import zipfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypedDict
+
+from neuropod.errors import OptionError, PackageError
+from neuropod.package.builder import PackageBuilder
+from neuropod.package.config import ModelConfig
+from neuropod.package.test_data import save_test_data
+from neuropod.utils.eval_utils import load_and_test_neuropod
+
+
+class CommonArgs(TypedDict, total=False):
+    """Keyword arguments every ``create_*_neuropod`` packager accepts (see the README)."""
+
+    platform_version_semver: str
+    input_tensor_device: Mapping[str, str] | None
+    default_input_tensor_device: str
+    custom_ops: Sequence[str]
+    package_as_zip: bool
+    zip_compression: int
+    test_input_data: Mapping[str, Any] | None
+    test_expected_out: Mapping[str, Any] | None
+    persist_test_data: bool
+    neuropod_load_args: Mapping[str, Any] | None
+
+
+COMMON_ARGS = frozenset(CommonArgs.__annotations__)
+
+
+def create_package(
+    packager: str,
+    *,
+    platform: str,
+    neuropod_path: str | os.PathLike[str],
+    model_name: str,
+    input_spec: Iterable[Any],
+    output_spec: Iterable[Any],
+    write_model: Callable[[PackageBuilder], None],
+    common: Mapping[str, Any],
+) -> Path:
+    """Write a package of ``platform``, then self-test it when test data is given.
+
+    Args:
+        packager: the public packager's name, for messages.
+        write_model: writes the platform's files (``0/data``, ``0/config.json``, ...).
+        common: the packager's ``CommonArgs``.
+
+    Raises:
+        OptionError: ``common`` holds a keyword no packager takes.
+        SpecError, PackageError: a spec or argument is malformed; nothing is left behind.
+        TestDataMismatch: the self-test's outputs differ; the package is removed.
+    """
+    unknown = sorted(set(common) - COMMON_ARGS)
+    if unknown:
+        raise OptionError(
+            f"{packager}() got unknown keyword argument(s) {', '.join(map(repr, unknown))}"
+        )
+    test_input = common.get("test_input_data")
+    test_expected = common.get("test_expected_out")
+    if test_expected is not None and test_input is None:
+        raise PackageError(f"{packager}(): test_expected_out needs test_input_data")
+    custom_ops = [os.fspath(op) for op in common.get("custom_ops", ())]
+    config = ModelConfig.build(
+        name=model_name,
+        platform=platform,
+        input_spec=input_spec,
+        output_spec=output_spec,
+        platform_version_semver=common.get("platform_version_semver", "*"),
+        custom_ops=[Path(op).name for op in custom_ops],
+        input_tensor_device=common.get("input_tensor_device"),
+        default_input_tensor_device=common.get("default_input_tensor_device", "GPU"),
+    )
+    with PackageBuilder(
+        neuropod_path,
+        package_as_zip=common.get("package_as_zip", True),
+        zip_compression=common.get("zip_compression", zipfile.ZIP_DEFLATED),
+    ) as builder:
+        builder.add_custom_ops(custom_ops)
+        builder.write_config(config)
+        write_model(builder)
+        if test_input is not None and common.get("persist_test_data", True):
+            save_test_data(builder.root, test_input, test_expected)
+        path = builder.finish()
+    if test_input is not None:
+        try:
+            load_and_test_neuropod(path, test_input, test_expected, common.get("neuropod_load_args"))
+        except BaseException:
+            # A package that fails its own test data is not one anybody should pick up.
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            raise
+    return path

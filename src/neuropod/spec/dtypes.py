@@ -1,0 +1,64 @@
+"""Tensor element types: the names a spec may use and the numpy type behind each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from neuropod.errors import SpecError
+
+#: The element types of the original Neuropod, in its order.
+ORIGINAL_DTYPES = (
+    "float32",
+    "float64",
+    "string",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+)
+
+#: Every element type a spec may name.
+DTYPES = ORIGINAL_DTYPES + ("bool", "float16")
+
+STRING = "string"
+
+_STRING_ALIASES = {"string", "str", "unicode"}
+
+
+def canonical_dtype(dtype: Any) -> str:
+    """Return the canonical name of ``dtype`` (``"double"`` -> ``"float64"``, ``np.str_`` -> ``"string"``).
+
+    Raises:
+        SpecError: ``dtype`` is not a type neuropod tensors can hold.
+    """
+    if isinstance(dtype, str) and dtype in _STRING_ALIASES:
+        return STRING
+    try:
+        np_dtype = np.dtype(dtype)
+    except TypeError:
+        raise SpecError(
+            f"{dtype!r} is not a data type; expected one of: {', '.join(DTYPES)}"
+        ) from None
+    if np_dtype.kind == "U":
+        return STRING
+    if np_dtype.name not in DTYPES:
+        raise SpecError(
+            f"{np_dtype.name!r} is not an allowed data type; expected one of: {', '.join(DTYPES)}"
+        )
+    return np_dtype.name
+
+
+def numpy_dtype(name: str) -> np.dtype | None:
+    """The numpy dtype arrays of canonical type ``name`` must have (``None`` for strings)."""
+    return None if name == STRING else np.dtype(name)
+
+
+def describe_array_dtype(array: np.ndarray) -> str:
+    """The spec name of an array's element type, for error messages."""
+    return STRING if array.dtype.kind == "U" else array.dtype.name

@@ -1,0 +1,149 @@
+"""Package one addition model per installed framework and run them all through one API.
+
+Every model implements the same problem definition (``x + y -> out`` over a ``batch`` of
+vectors), so the loop at the bottom neither knows nor cares which framework built each one.
+
+Run it with ``make demo`` (which installs what it needs into .venv), or ``python examples/demo.py``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import statistics
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from neuropod import load_neuropod
+from neuropod.packagers import (
+    create_placeholder_neuropod,
+    create_python_neuropod,
+    create_pytorch_neuropod,
+    create_torchscript_neuropod,
+)
+
+INPUT_SPEC = [
+    {"name": "x", "dtype": "float32", "shape": ("batch", 3)},
+    {"name": "y", "dtype": "float32", "shape": ("batch", 3)},
+]
+OUTPUT_SPEC = [{"name": "out", "dtype": "float32", "shape": ("batch", 3)}]
+
+X = np.arange(6, dtype=np.float32).reshape(2, 3)
+Y = np.full((2, 3), 10, dtype=np.float32)
+TEST = {"test_input_data": {"x": X, "y": Y}, "test_expected_out": {"out": X + Y}}
+
+
+def package_torchscript(path: Path, work: Path) -> None:
+    import torch
+
+    class Addition(torch.nn.Module):
+        def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"out": x + y}
+
+    create_torchscript_neuropod(
+        neuropod_path=path, model_name="addition_torchscript", module=torch.jit.script(Addition()),
+        input_spec=INPUT_SPEC, output_spec=OUTPUT_SPEC, **TEST,
+    )
+
+
+def package_pytorch(path: Path, work: Path) -> None:
+    code = work / "pytorch_code" / "addition_pytorch"
+    code.mkdir(parents=True)
+    (code / "__init__.py").write_text(textwrap.dedent('''
+        import torch
+
+        class Addition(torch.nn.Module):
+            def forward(self, x, y):
+                return x + y
+
+        def get_model(data_dir):
+            module = Addition().eval()
+
+            def infer(x, y):
+                with torch.no_grad():
+                    return {"out": module(torch.from_numpy(x), torch.from_numpy(y)).numpy()}
+
+            return infer
+    '''))
+    create_pytorch_neuropod(
+        neuropod_path=path, model_name="addition_pytorch", input_spec=INPUT_SPEC, output_spec=OUTPUT_SPEC,
+        code_path_spec=[{"python_root": str(code.parent), "dirs_to_package": ["addition_pytorch"]}],
+        entrypoint_package="addition_pytorch", entrypoint="get_model", **TEST,
+    )
+
+
+def package_python(path: Path, work: Path) -> None:
+    code = work / "python_code" / "addition_numpy"
+    code.mkdir(parents=True)
+    (code / "__init__.py").write_text(textwrap.dedent('''
+        def get_model(data_dir):
+            return lambda x, y: {"out": x + y}
+    '''))
+    create_python_neuropod(
+        neuropod_path=path, model_name="addition_numpy", input_spec=INPUT_SPEC, output_spec=OUTPUT_SPEC,
+        code_path_spec=[{"python_root": str(code.parent), "dirs_to_package": ["addition_numpy"]}],
+        entrypoint_package="addition_numpy", entrypoint="get_model", **TEST,
+    )
+
+
+def package_placeholder(path: Path, work: Path) -> None:
+    # No model yet: random outputs of the right shape, for writing the code around it.
+    create_placeholder_neuropod(
+        neuropod_path=path, model_name="addition_placeholder", input_spec=INPUT_SPEC,
+        output_spec=OUTPUT_SPEC, seed=0,
+    )
+
+
+# (label, framework module that must be installed, packager)
+MODELS: list[tuple[str, str | None, Callable[[Path, Path], None]]] = [
+    ("TorchScript", "torch", package_torchscript),
+    ("PyTorch (eager, as Python)", "torch", package_pytorch),
+    ("Python (numpy)", None, package_python),
+    ("Placeholder", None, package_placeholder),
+]
+
+
+def median_latency_us(infer: Callable[[], object], calls: int = 2000) -> float:
+    for _ in range(100):
+        infer()
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        infer()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e6
+
+
+def main() -> int:
+    print(f"inputs:\n  x = {X.tolist()}\n  y = {Y.tolist()}\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        packages = []
+        for label, framework, package in MODELS:
+            if framework and importlib.util.find_spec(framework) is None:
+                print(f"{label:28s} skipped: {framework} is not installed")
+                continue
+            path = work / f"{package.__name__}.zip"
+            start = time.perf_counter()
+            package(path, work)
+            print(f"{label:28s} packaged in {time.perf_counter() - start:5.2f} s -> {path.name}")
+            packages.append((label, path))
+
+        print(f"\n{'model':28s} {'platform':12s} {'out[0]':24s} {'median us/call':>14s}")
+        for label, path in packages:
+            with load_neuropod(path) as model:
+                out = model.infer({"x": X, "y": Y})["out"]
+                latency = median_latency_us(lambda: model.infer({"x": X, "y": Y}))
+                first = np.array2string(out[0], precision=2, separator=", ")
+                print(f"{label:28s} {model.platform:12s} {first:24s} {latency:14.1f}")
+    print("\nEvery model above ran through the same load_neuropod(path).infer({'x': ..., 'y': ...}).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import threading
 from importlib.metadata import entry_points
-from typing import Union
 
 from neuropod.backends.base import Backend
 from neuropod.errors import BackendUnavailable
@@ -26,7 +25,7 @@ BUILTIN_BACKENDS: dict[str, str] = {
 #: The optional extra that installs each platform's framework.
 EXTRAS: dict[str, str] = {"torchscript": "torch"}
 
-BackendRef = Union[str, type[Backend]]
+BackendRef = str | type[Backend]
 
 _registered: dict[str, BackendRef] = {}
 _resolved: dict[str, type[Backend]] = {}
@@ -92,6 +91,6 @@ def _import(platform: str, ref: str) -> type[Backend]:
             f"The backend for platform '{platform}' cannot be imported ({exc}){hint}"
         ) from exc
     try:
-        return getattr(module, attr)  # type: ignore[no-any-return]
+        return getattr(module, attr)
     except AttributeError:
         raise BackendUnavailable(f"Module {module_name} has no backend class {attr!r}") from None

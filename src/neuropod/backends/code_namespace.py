@@ -18,6 +18,7 @@ import importlib.abc
 import importlib.machinery
 import importlib.util
 import itertools
+import os
 import sys
 import threading
 import types
@@ -59,13 +60,15 @@ class CodeNamespace:
         self.prefix = f"_neuropod_code_{next(_counter)}"
         self.names = top_level_names(directories)
         root = types.ModuleType(self.prefix, "Private namespace of a neuropod's code")
-        root.__path__ = [str(d) for d in directories]
+        self.directories = [str(d) for d in directories]
+        root.__path__ = list(self.directories)
         root.__package__ = self.prefix
         root.__spec__ = importlib.machinery.ModuleSpec(self.prefix, None, is_package=True)
         root.__spec__.submodule_search_locations = root.__path__
         sys.modules[self.prefix] = root
         self.builtins = dict(vars(builtins))
         self.builtins["__import__"] = self._import
+        self._aliasing = False
         self._finder = _NamespaceFinder(self)
         sys.meta_path.insert(0, self._finder)
 
@@ -86,9 +89,11 @@ class CodeNamespace:
                 del sys.modules[key]
             alias = _AliasFinder(self)
             sys.meta_path.insert(0, alias)
+            self._aliasing = True
             try:
                 yield
             finally:
+                self._aliasing = False
                 sys.meta_path.remove(alias)
                 for key in [k for k in sys.modules if k.partition(".")[0] in self.names]:
                     del sys.modules[key]
@@ -100,6 +105,12 @@ class CodeNamespace:
             sys.meta_path.remove(self._finder)
         for key in [k for k in sys.modules if k == self.prefix or k.startswith(self.prefix + ".")]:
             del sys.modules[key]
+        # The import system caches a finder per directory searched; the directories may be
+        # about to disappear (an extracted zip), so their finders go too.
+        roots = tuple(self.directories)
+        inside = tuple(os.path.join(d, "") for d in roots)
+        for key in [k for k in list(sys.path_importer_cache) if k in roots or k.startswith(inside)]:
+            sys.path_importer_cache.pop(key, None)
 
     def _import(
         self,
@@ -110,6 +121,10 @@ class CodeNamespace:
         level: int = 0,
     ) -> types.ModuleType:
         if level == 0 and name.partition(".")[0] in self.names:
+            if self._aliasing:
+                # Served by the alias finder under the plain name: the C unpickler looks the
+                # module up in sys.modules by the name it imported.
+                return _real_import(name, globals, locals, fromlist, 0)
             module = _real_import(f"{self.prefix}.{name}", globals, locals, fromlist, 0)
             if fromlist:
                 return module

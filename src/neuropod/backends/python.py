@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -9,7 +10,8 @@ import numpy as np
 
 from neuropod.backends.base import Backend
 from neuropod.backends.code_namespace import CodeNamespace
-from neuropod.errors import InferenceError, PackageError
+from neuropod.errors import BackendUnavailable, InferenceError, PackageError
+from neuropod.package import layout
 from neuropod.package.package import Package
 
 
@@ -19,6 +21,12 @@ class PythonBackend(Backend):
     The code is imported in a namespace of its own (see ``code_namespace``), so packages whose
     code uses the same module names load side by side. Outputs must be numpy arrays; torch
     tensors are converted for PyTorch models, which the original left to the model.
+
+    Raises (at load):
+        PackageError: the backend config lacks the entrypoint, the entrypoint package is not in
+            the code, the entrypoint is missing or not callable, it raised, or it returned
+            something that is not callable. The model's own exception is the ``__cause__``.
+        BackendUnavailable: the code imports a module that is not installed.
     """
 
     def __init__(self, package: Package, *, visible_gpu: int | None = None):
@@ -33,23 +41,58 @@ class PythonBackend(Backend):
             ) from None
         self._namespace = CodeNamespace([package.code_dir, package.ops_dir])
         try:
-            with self._namespace.aliased():
-                module = self._namespace.import_module(entrypoint_package)
-                factory = getattr(module, entrypoint, None)
-                if not callable(factory):
-                    raise PackageError(
-                        f"{package.path}: entrypoint {entrypoint_package}.{entrypoint} is not a function"
-                    )
-                self._model: Callable[..., Any] = factory(str(package.data_dir))
+            self._model = self._build(str(entrypoint_package), str(entrypoint))
         except BaseException:
             self._namespace.close()
             raise
-        if not callable(self._model):
-            self._namespace.close()
+
+    def _build(self, entrypoint_package: str, entrypoint: str) -> Callable[..., Any]:
+        where = f"{self.package.path}: entrypoint {entrypoint_package}.{entrypoint}"
+        with self._namespace.aliased():
+            try:
+                module = self._namespace.import_module(entrypoint_package)
+            except ModuleNotFoundError as exc:
+                if exc.name in self._own_names(entrypoint_package):
+                    raise PackageError(
+                        f"{where}: module {entrypoint_package!r} is not in the package's code "
+                        f"(0/code holds: {', '.join(sorted(self._namespace.names)) or 'nothing'})"
+                    ) from exc
+                raise self._missing_dependency(where, exc) from exc
+            except ImportError as exc:
+                raise self._missing_dependency(where, exc) from exc
+            except Exception as exc:
+                raise PackageError(
+                    f"{where}: importing {entrypoint_package} failed: {type(exc).__name__}: {exc}"
+                ) from exc
+            factory = getattr(module, entrypoint, None)
+            if factory is None:
+                raise PackageError(f"{where}: module {entrypoint_package} has no attribute {entrypoint!r}")
+            if not callable(factory):
+                raise PackageError(f"{where} is a {type(factory).__name__}, not a function")
+            try:
+                model = factory(str(self.package.data_dir))
+            except ImportError as exc:
+                raise self._missing_dependency(where, exc) from exc
+            except Exception as exc:
+                raise PackageError(f"{where} failed: {type(exc).__name__}: {exc}") from exc
+        if not callable(model):
             raise PackageError(
-                f"{package.path}: entrypoint {entrypoint_package}.{entrypoint} returned "
-                f"{type(self._model).__name__}, not a callable model"
+                f"{where} returned {type(model).__name__}, but must return a callable model "
+                f"(called with the inputs as keyword arguments)"
             )
+        return model
+
+    def _own_names(self, dotted: str) -> set[str]:
+        parts = dotted.split(".")
+        return {self._namespace.qualify(".".join(parts[: i + 1])) for i in range(len(parts))}
+
+    def _missing_dependency(self, where: str, exc: ImportError) -> BackendUnavailable:
+        hint = ""
+        for name in (layout.REQUIREMENTS_LOCK, layout.REQUIREMENTS_IN):
+            if (self.package.root / name).is_file():
+                hint = f"; the package lists its requirements in {name}"
+                break
+        return BackendUnavailable(f"{where}: the model's code cannot import what it needs ({exc}){hint}")
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = self._model(**inputs)
@@ -65,7 +108,8 @@ class PythonBackend(Backend):
 
 
 def _to_numpy(value: Any) -> Any:
-    # Checked by name so that torch is not imported for models that do not use it.
-    if type(value).__module__ == "torch" and type(value).__name__ == "Tensor":
+    # torch is looked up, not imported: a model that returns tensors has imported it already.
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy()
     return value

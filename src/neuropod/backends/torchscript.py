@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from neuropod.backends.base import Backend
-from neuropod.errors import InferenceError, PackageError
+from neuropod.errors import InferenceError, OptionError, PackageError
 from neuropod.package.manifest import sha256_file
 from neuropod.package.package import Package
 from neuropod.spec.dtypes import STRING
@@ -19,8 +22,10 @@ logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.pt"
 
-# A custom op library registers its ops process-wide: loading a second copy of the same
-# library (from another package) would register them twice.
+# A custom op library registers its ops process-wide when it is opened, and opening a second
+# copy of it (another package's, or the file the packaging process loaded from its build
+# directory) registers them again, which aborts the process. Libraries are therefore known
+# by content: the sha256 of every library this module loaded.
 _loaded_ops: set[str] = set()
 _ops_lock = threading.Lock()
 
@@ -29,14 +34,18 @@ class TorchScriptBackend(Backend):
     """Runs a TorchScript module.
 
     ``forward`` receives the inputs by argument name, or as one ``Dict[str, Tensor]`` when that
-    is its only argument; string tensors are passed as ``List[str]``. It may return a dict, a
-    tensor (for a model with one output), a tuple in output spec order, a NamedTuple, or a
-    tuple of dicts. Numpy arrays become tensors without a copy (read-only arrays are copied,
-    since torch tensors are always writable) and CPU outputs become arrays without one.
+    is its only argument; string tensors (1-D) are passed as ``List[str]``. It may return a
+    dict, a tensor or ``List[str]`` (for a model with one output), a tuple in output spec
+    order, a NamedTuple, or a tuple of dicts. Numpy arrays become tensors without a copy
+    (read-only and negative-stride arrays are copied, since torch cannot view them) and CPU
+    outputs become arrays without one. The module runs without autograd.
 
     With ``visible_gpu`` set and CUDA available, the module runs on that GPU and inputs whose
     ``input_tensor_device`` is ``GPU`` are moved there; otherwise everything runs on the CPU,
-    as in the original.
+    as in the original, and a warning is logged.
+
+    Custom op libraries listed in the config are loaded before the module, once per process
+    (a library whose bytes were already loaded, from any path, is not loaded again).
     """
 
     def __init__(self, package: Package, *, visible_gpu: int | None = None):
@@ -49,25 +58,43 @@ class TorchScriptBackend(Backend):
         if not path.is_file():
             raise PackageError(f"{package.path}: the TorchScript model 0/data/{MODEL_FILE} is missing")
         try:
-            module = torch.jit.load(str(path), map_location=self.device)
+            with warnings.catch_warnings():
+                # torch deprecates TorchScript in favour of torch.export; a package of platform
+                # torchscript has no other way to run, so the warning would only be noise.
+                warnings.filterwarnings("ignore", r"`torch\.jit\.load` is", DeprecationWarning)
+                module = torch.jit.load(str(path), map_location=self.device)
         except RuntimeError as exc:
             raise PackageError(f"{package.path}: cannot load 0/data/{MODEL_FILE}: {exc}") from exc
         module.eval()
-        # Inference never needs gradients; without them outputs convert to numpy directly.
+        # Inference never needs gradients: with frozen parameters autograd records nothing,
+        # which is cheaper per call than entering torch.no_grad().
         for param in module.parameters():
             param.requires_grad_(False)
         self.module = module
         arguments = module.forward.schema.arguments[1:]  # [0] is self
-        self._takes_dict = len(arguments) == 1 and str(arguments[0].type).startswith("Dict(str, Tensor)")
+        self._takes_dict = len(arguments) == 1 and _is_str_dict(arguments[0].type)
+        self._arg_names = tuple(arg.name for arg in arguments)
+        # Spec inputs that forward cannot take; checked per call only when there are any.
+        self._not_arguments = (
+            frozenset() if self._takes_dict else frozenset(s.name for s in config.inputs) - set(self._arg_names)
+        )
         self._string_inputs = frozenset(s.name for s in config.inputs if s.dtype == STRING)
-        on_gpu = self.device.type == "cuda"
+        self._on_gpu = self.device.type == "cuda"
         self._input_device = {
-            name: self.device if on_gpu and device == "GPU" else None
+            name: self.device
             for name, device in config.input_tensor_device.items()
+            if self._on_gpu and device == "GPU"
         }
         self._output_names = [spec.name for spec in config.outputs]
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._not_arguments and not self._not_arguments.isdisjoint(inputs):
+            unknown = sorted(self._not_arguments.intersection(inputs))
+            raise InferenceError(
+                f"The TorchScript model's forward({', '.join(self._arg_names)}) has no "
+                f"argument(s) {', '.join(map(repr, unknown))}; name forward's arguments after "
+                f"the input spec, or take every input as one Dict[str, Tensor]"
+            )
         args: dict[str, Any] = {}
         for name, array in inputs.items():
             if name in self._string_inputs:
@@ -75,47 +102,71 @@ class TorchScriptBackend(Backend):
                 continue
             tensor = _to_tensor(array)
             device = self._input_device.get(name)
-            args[name] = tensor if device is None else tensor.to(device, non_blocking=True)
-        out = self.module(args) if self._takes_dict else self.module(**args)
+            args[name] = tensor if device is None else tensor.to(device)
+        if self._on_gpu:
+            # The device context makes tensors the model creates with device="cuda" land on
+            # the chosen GPU rather than on GPU 0.
+            with torch.cuda.device(self.device):
+                out = self._call(args)
+        else:
+            out = self._call(args)
+        if type(out) is dict:
+            return {name: _to_numpy(name, value) for name, value in out.items()}
         return {name: _to_numpy(name, value) for name, value in self._name_outputs(out)}
+
+    def _call(self, args: dict[str, Any]) -> Any:
+        if self._takes_dict:
+            return self.module(args)
+        if len(args) == len(self._arg_names):
+            # Positional arguments skip TorchScript's keyword matching.
+            return self.module(*[args[name] for name in self._arg_names])
+        return self.module(**args)
 
     def _name_outputs(self, out: Any) -> list[tuple[str, Any]]:
         if isinstance(out, dict):
             return list(out.items())
         if isinstance(out, tuple) and hasattr(out, "_fields"):
-            return list(zip(out._fields, out))
+            return list(zip(out._fields, out, strict=True))
         if isinstance(out, tuple) and out and all(isinstance(item, dict) for item in out):
             merged: dict[str, Any] = {}
             for item in out:
                 for name, value in item.items():
                     if name in merged:
-                        raise InferenceError(f"The model returned output '{name}' more than once")
+                        raise InferenceError(
+                            f"The TorchScript model returned output '{name}' in more than one of its dicts"
+                        )
                     merged[name] = value
             return list(merged.items())
         if isinstance(out, tuple):
             if len(out) != len(self._output_names):
                 raise InferenceError(
-                    f"The model returned a tuple of {len(out)} values, but the output spec has "
-                    f"{len(self._output_names)} tensors ({', '.join(self._output_names)})"
+                    f"The TorchScript model returned a tuple of {len(out)} values, but the output "
+                    f"spec has {len(self._output_names)} tensors ({', '.join(self._output_names)})"
                 )
-            return list(zip(self._output_names, out))
+            return list(zip(self._output_names, out, strict=True))
         if len(self._output_names) != 1:
             raise InferenceError(
-                f"The model returned a single {type(out).__name__}, but the output spec has "
-                f"{len(self._output_names)} tensors; return a dict or a tuple"
+                f"The TorchScript model returned a single {type(out).__name__}, but the output "
+                f"spec has {len(self._output_names)} tensors; return a dict or a tuple"
             )
         return [(self._output_names[0], out)]
+
+
+def _is_str_dict(arg_type: Any) -> bool:
+    return bool(arg_type.kind() == "DictType" and arg_type.getKeyType().kind() == "StringType")
 
 
 def _choose_device(visible_gpu: int | None) -> torch.device:
     if visible_gpu is None:
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        logger.warning("visible_gpu=%d was requested but CUDA is not available; running on the CPU", visible_gpu)
+        logger.warning(
+            "visible_gpu=%d was requested but CUDA is not available; running on the CPU", visible_gpu
+        )
         return torch.device("cpu")
     count = torch.cuda.device_count()
     if visible_gpu >= count:
-        raise PackageError(f"visible_gpu={visible_gpu} was requested, but only {count} GPU(s) are visible")
+        raise OptionError(f"visible_gpu={visible_gpu} was requested, but only {count} GPU(s) are visible")
     return torch.device("cuda", visible_gpu)
 
 
@@ -127,34 +178,70 @@ def _load_custom_op(package: Package, name: str) -> None:
     with _ops_lock:
         if digest in _loaded_ops:
             return
+        if _loaded_elsewhere(digest, path.stat().st_size):
+            _loaded_ops.add(digest)
+            return
         try:
             torch.ops.load_library(str(path))
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:
             raise PackageError(f"{package.path}: cannot load custom op 0/ops/{name}: {exc}") from exc
         _loaded_ops.add(digest)
 
 
+def _loaded_elsewhere(digest: str, size: int) -> bool:
+    """Whether a library with these bytes is already loaded, by torch or by the dynamic linker."""
+    candidates = set(getattr(torch.ops, "loaded_libraries", ()))
+    candidates.update(_mapped_files())
+    for candidate in candidates:
+        try:
+            if os.path.getsize(candidate) == size and sha256_file(Path(candidate)) == digest:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _mapped_files() -> set[str]:
+    # Linux only; elsewhere torch.ops.loaded_libraries is the only record.
+    files = set()
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            for line in maps:
+                fields = line.split(None, 5)
+                if len(fields) == 6 and fields[5].startswith("/"):
+                    files.add(fields[5].rstrip("\n"))
+    except OSError:
+        pass
+    return files
+
+
 def _to_tensor(array: np.ndarray) -> torch.Tensor:
-    if not array.flags.writeable or any(s < 0 for s in array.strides):
-        # torch cannot view read-only memory or negative strides; this is the one copy.
-        array = np.array(array)
-    return torch.from_numpy(array)
+    if array.flags.writeable:
+        try:
+            return torch.from_numpy(array)
+        except ValueError:
+            pass  # negative strides
+    # torch cannot view read-only memory or negative strides; this is the one copy.
+    return torch.from_numpy(np.array(array))
 
 
 def _to_string_list(name: str, array: np.ndarray) -> list[str]:
     if array.ndim != 1:
         raise InferenceError(
-            f"String tensor '{name}' must be 1-D to reach TorchScript as List[str], but has shape {array.shape}"
+            f"String tensor '{name}' must be 1-D to reach TorchScript as List[str], "
+            f"but has shape {array.shape}"
         )
     return [str(item) for item in array.tolist()]
 
 
 def _to_numpy(name: str, value: Any) -> np.ndarray:
     if isinstance(value, torch.Tensor):
-        if value.requires_grad:
-            value = value.detach()
-        if value.device.type != "cpu":
-            value = value.cpu()
+        try:
+            # A view of the tensor's memory; the array keeps the tensor alive through its base.
+            return value.numpy()
+        except (RuntimeError, TypeError):
+            pass  # requires grad, not on the CPU, or no numpy dtype: take the slow path
+        value = value.detach().cpu()
         try:
             return value.numpy()
         except TypeError as exc:

@@ -3,14 +3,32 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import stat
-import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 from neuropod.errors import PackageError, UnsafeArchiveError
+
+# What reading a damaged or unsupported entry raises (zlib and lzma report bad streams their own way).
+_CORRUPT: tuple[type[BaseException], ...] = (
+    zipfile.BadZipFile,
+    OSError,
+    EOFError,
+    UnicodeDecodeError,  # a link target that is not UTF-8
+    zlib.error,
+    NotImplementedError,  # an unsupported compression method
+    RuntimeError,  # an encrypted entry
+)
+try:
+    import lzma
+
+    _CORRUPT += (lzma.LZMAError,)
+except ImportError:  # Python built without lzma: zipfile cannot read such entries anyway
+    pass
 
 # Fixed metadata, so that the same tree always gives the same bytes.
 _EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -50,10 +68,9 @@ def write_zip(src: Path, dest: Path, compression: int = zipfile.ZIP_DEFLATED) ->
         for f in filenames:
             paths.append(((rel_dir / f).as_posix(), Path(dirpath, f)))
     paths.sort()
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
-    os.close(fd)
+    tmp, fd = _create_beside(dest)
     try:
-        with zipfile.ZipFile(tmp, "w", compression) as zf:
+        with os.fdopen(fd, "wb") as out, zipfile.ZipFile(out, "w", compression) as zf:
             for name, path in paths:
                 if name.endswith("/"):
                     zf.writestr(_entry(name, _DIR_MODE, zipfile.ZIP_STORED), b"")
@@ -68,6 +85,17 @@ def write_zip(src: Path, dest: Path, compression: int = zipfile.ZIP_DEFLATED) ->
         raise
 
 
+def _create_beside(dest: Path) -> tuple[Path, int]:
+    # Not mkstemp: its 0600 would make the published package unreadable to other users, where
+    # any other new file gets 0666 less the umask.
+    while True:
+        tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(8)}")
+        try:
+            return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+
+
 def is_zip(path: Path) -> bool:
     """Whether ``path`` is a file holding a zip archive."""
     return path.is_file() and zipfile.is_zipfile(path)
@@ -75,6 +103,10 @@ def is_zip(path: Path) -> bool:
 
 def extract_zip(archive: Path, dest: Path) -> None:
     """Extract ``archive`` into the empty directory ``dest``, refusing entries that escape it.
+
+    Each entry is checked against the links extracted before it, and each link again once all
+    are in place: a chain of links that are harmless one by one (``a -> b/..``, then
+    ``b -> .``) must not lead outside either.
 
     Raises:
         UnsafeArchiveError: an entry has an absolute path, a ``..`` component, or is a link that
@@ -90,32 +122,52 @@ def extract_zip(archive: Path, dest: Path) -> None:
         for info in infos:
             _check_entry(archive, info)
         root = dest.resolve()
+        links: list[tuple[str, Path, str]] = []
         for info in infos:
             target = dest / info.filename
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if stat.S_ISLNK(info.external_attr >> 16):
-                link = zf.read(info).decode("utf-8")
-                resolved = (target.parent / link).resolve()
-                if os.path.isabs(link) or not resolved.is_relative_to(root):
-                    raise UnsafeArchiveError(
-                        f"{archive}: entry '{info.filename}' is a link to '{link}', "
-                        f"which is outside the package"
-                    )
-                os.symlink(link, target)
-                continue
-            if not target.resolve().is_relative_to(root):
-                raise UnsafeArchiveError(
-                    f"{archive}: entry '{info.filename}' would be written outside the package "
-                    f"(through a link)"
-                )
+            # Where the entry lands depends on the links extracted so far.
+            _check_inside(archive, info.filename, target.parent, root)
             try:
+                if stat.S_ISLNK(info.external_attr >> 16) and not info.is_dir():
+                    link = zf.read(info).decode("utf-8")
+                    if os.path.isabs(link) or not _inside(archive, target.parent / link, root):
+                        raise UnsafeArchiveError(
+                            f"{archive}: entry '{info.filename}' is a link to '{link}', "
+                            f"which is outside the package"
+                        )
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.symlink(link, target)
+                    links.append((info.filename, target, link))
+                    continue
+                _check_inside(archive, info.filename, target, root)
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(info) as src, open(target, "wb") as dst:
                     shutil.copyfileobj(src, dst, 1 << 20)
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            except _CORRUPT as exc:
                 raise PackageError(f"{archive}: cannot extract '{info.filename}': {exc}") from exc
+        for name, target, link in links:
+            if not _inside(archive, target, root):
+                raise UnsafeArchiveError(
+                    f"{archive}: entry '{name}' is a link to '{link}', which leads outside the "
+                    f"package through other links"
+                )
+
+
+def _inside(archive: Path, path: Path, root: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(root)
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a link loop, before Python 3.13
+        raise PackageError(f"{archive}: cannot resolve '{path}': {exc}") from exc
+
+
+def _check_inside(archive: Path, name: str, path: Path, root: Path) -> None:
+    if not _inside(archive, path, root):
+        raise UnsafeArchiveError(
+            f"{archive}: entry '{name}' would be written outside the package (through a link)"
+        )
 
 
 def _check_entry(archive: Path, info: zipfile.ZipInfo) -> None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 from types import TracebackType
@@ -15,6 +15,21 @@ from neuropod.package.archive import write_zip
 from neuropod.package.config import ModelConfig
 from neuropod.package.jsonfile import dump_json
 from neuropod.package.manifest import write_manifest
+
+
+def _make_staging_dir(path: Path) -> Path:
+    # Not mkdtemp: its 0700 would make the published package unreadable to other users, where
+    # any other new directory gets 0777 less the umask.
+    while True:
+        root = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+        try:
+            root.mkdir()
+            return root
+        except FileExistsError:
+            continue
+
+
+_COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
 
 
 class PackageBuilder:
@@ -41,13 +56,15 @@ class PackageBuilder:
         self.path = Path(neuropod_path).absolute()
         if self.path.exists() or self.path.is_symlink():
             raise PackageError(f"The neuropod path {self.path} already exists; choose a new path")
-        if zip_compression not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA):
-            raise PackageError(f"zip_compression must be a zipfile compression method, got {zip_compression!r}")
+        if zip_compression not in _COMPRESSIONS:
+            raise PackageError(
+                f"zip_compression must be a zipfile compression method, got {zip_compression!r}"
+            )
         self.package_as_zip = package_as_zip
         self.zip_compression = zip_compression
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Staged in the same directory so that publishing a directory is a rename.
-        self.root = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=self.path.parent))
+        self.root = _make_staging_dir(self.path)
         (self.root / layout.OPS_DIR).mkdir(parents=True)
         (self.root / layout.DATA_DIR).mkdir(parents=True)
 

@@ -118,6 +118,12 @@ class ModelConfig:
         missing = [key for key in ("name", "platform", "input_spec", "output_spec") if key not in obj]
         if missing:
             raise PackageError(f"{source} lacks the field(s) {', '.join(missing)}")
+        devices = obj.get("input_tensor_device")
+        if devices is not None and not isinstance(devices, dict):
+            raise PackageError(
+                f"{source}: field 'input_tensor_device' must be an object of input name to "
+                f"'GPU' or 'CPU', got {devices!r}"
+            )
         try:
             inputs = parse_specs(obj["input_spec"], "input")
             config = cls(
@@ -128,9 +134,7 @@ class ModelConfig:
                 platform_version_semver=str(obj.get("platform_version_semver", "*")),
                 custom_ops=tuple(_string_list(obj.get("custom_ops", []), "custom_ops", source)),
                 # Configs written before devices existed put every input on the GPU.
-                input_tensor_device=dict(
-                    obj.get("input_tensor_device") or {spec.name: "GPU" for spec in inputs}
-                ),
+                input_tensor_device=dict(devices or {spec.name: "GPU" for spec in inputs}),
             )
             config._check_devices()
         except SpecError as exc:

@@ -24,3 +24,5 @@ def load_json(path: Path, what: str) -> Any:
         raise PackageError(f"{what} is missing: {path} does not exist") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise PackageError(f"{what} at {path} is not valid JSON: {exc}") from exc
+    except OSError as exc:  # a directory, or unreadable
+        raise PackageError(f"{what} at {path} cannot be read: {exc}") from exc

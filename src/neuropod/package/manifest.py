@@ -59,9 +59,11 @@ def verify_manifest(root: Path, label: str) -> bool:
     if not isinstance(expected, dict):
         raise PackageError(f"The manifest of {label} has no 'files' object")
     actual = package_files(root)
+    present = set(actual)
     for rel, digest in sorted(expected.items()):
         file = root / rel
-        if not file.is_file():
+        # Membership, not just existence: a hostile manifest may name '../x' or '/etc/x'.
+        if rel not in present or not file.is_file():
             raise IntegrityError(f"{label}: file '{rel}' is listed in manifest.json but missing")
         got = sha256_file(file)
         if got != digest:

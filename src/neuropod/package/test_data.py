@@ -103,11 +103,10 @@ def _load_pickle(path: Path) -> TestData:
     try:
         with open(path, "rb") as f:
             data = pickle.load(f)
-        inputs = data["test_input"]
+        inputs = {k: as_array(v) for k, v in data["test_input"].items()}
         expected = data.get("test_output")
-    except Exception as exc:  # unpickling can raise anything
+        if expected is not None:
+            expected = {k: as_array(v) for k, v in expected.items()}
+    except Exception as exc:  # unpickling, and a pickle of the wrong shape, can raise anything
         raise PackageError(f"Cannot read test data {path}: {exc}") from exc
-    return TestData(
-        {k: as_array(v) for k, v in inputs.items()},
-        None if expected is None else {k: as_array(v) for k, v in expected.items()},
-    )
+    return TestData(inputs, expected)

@@ -66,7 +66,11 @@ def create_package(
     test_expected = common.get("test_expected_out")
     if test_expected is not None and test_input is None:
         raise PackageError(f"{packager}(): test_expected_out needs test_input_data")
-    custom_ops = [os.fspath(op) for op in common.get("custom_ops", ())]
+    given_ops = common.get("custom_ops", ())
+    if isinstance(given_ops, (str, bytes, os.PathLike)):
+        # iterating a path would name one custom op per character
+        raise PackageError(f"{packager}(): custom_ops must be a list of paths, got {given_ops!r}")
+    custom_ops = [os.fspath(op) for op in given_ops]
     config = ModelConfig.build(
         name=model_name,
         platform=platform,

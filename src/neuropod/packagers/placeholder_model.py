@@ -34,7 +34,8 @@ class PlaceholderModel:
             array = inputs.get(spec["name"])
             if array is None:
                 continue
-            for dim, size in zip(spec["shape"], np.shape(array)):
+            # no zip(strict=): this file must run on the original's Pythons (<= 3.8) too
+            for dim, size in zip(spec["shape"], np.shape(array)):  # noqa: B905
                 if isinstance(dim, str):
                     sizes.setdefault(dim, size)
         return {spec["name"]: self._random(spec, sizes) for spec in self.output_spec}
@@ -51,7 +52,7 @@ class PlaceholderModel:
         dtype = spec["dtype"]
         if dtype == "string":
             words = self.rng.integers(0, 1000, size=shape)
-            return np.vectorize(lambda n: "placeholder_%d" % n, otypes=[str])(words).astype(str)
+            return np.vectorize(lambda n: f"placeholder_{n}", otypes=[str])(words).astype(str)
         if dtype == "bool":
             return self.rng.integers(0, 2, size=shape).astype(bool)
         if np.issubdtype(np.dtype(dtype), np.floating):

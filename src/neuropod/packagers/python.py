@@ -53,17 +53,34 @@ def create_python_neuropod(
         **common: the arguments every packager takes (see the README).
 
     Raises:
-        PackageError: a data file or code directory is missing, or the package would land
-            inside a ``python_root``.
+        PackageError: a data file or code directory is missing, a ``packaged_name`` is not a
+            relative path or is used twice, the package would land inside a ``python_root``,
+            or the entrypoint is not a Python name. Nothing is written then.
         OptionError: an unknown keyword argument.
+        TestDataMismatch: the self-test's outputs differ from ``test_expected_out``.
     """
-    for name, value in (("entrypoint_package", entrypoint_package), ("entrypoint", entrypoint)):
-        if not isinstance(value, str) or not value:
-            raise PackageError(f"create_python_neuropod(): {name} must be a non-empty string, got {value!r}")
+    if not isinstance(entrypoint_package, str) or not all(
+        p.isidentifier() for p in entrypoint_package.split(".")
+    ):
+        raise PackageError(
+            f"create_python_neuropod(): entrypoint_package must be a module name such as "
+            f"'my_model.main', got {entrypoint_package!r}"
+        )
+    if not isinstance(entrypoint, str) or not entrypoint.isidentifier():
+        raise PackageError(
+            f"create_python_neuropod(): entrypoint must be a function name, got {entrypoint!r}"
+        )
+    if requirements is not None and not isinstance(requirements, str):
+        raise PackageError(
+            f"create_python_neuropod(): requirements must be a string in pip's format, got {requirements!r}"
+        )
+    # Checked before anything is written, so that a bad call leaves nothing behind.
+    data = _check_data_paths(data_paths)
+    code = _check_code_path_spec(code_path_spec, Path(neuropod_path))
 
     def write_model(builder: PackageBuilder) -> None:
-        _copy_data(builder.root / layout.DATA_DIR, data_paths)
-        _copy_code(builder.root / layout.CODE_DIR, code_path_spec, Path(neuropod_path))
+        _copy_data(builder.root / layout.DATA_DIR, data)
+        _copy_code(builder.root / layout.CODE_DIR, code)
         if requirements is not None:
             (builder.root / layout.REQUIREMENTS_IN).write_text(requirements, encoding="utf-8")
         builder.write_backend_config({"entrypoint": entrypoint, "entrypoint_package": entrypoint_package})
@@ -84,17 +101,42 @@ def create_python_neuropod(
 create_pytorch_neuropod = create_python_neuropod
 
 
-def _copy_data(data_dir: Path, data_paths: Sequence[Mapping[str, str]]) -> None:
+_IGNORE = shutil.ignore_patterns("*.pyc", "__pycache__")
+
+
+def _check_data_paths(data_paths: Sequence[Mapping[str, str]]) -> list[tuple[Path, str]]:
+    """``(source, packaged name)`` for every data file, after checking each."""
+    if isinstance(data_paths, (str, bytes, Mapping)):
+        raise PackageError(
+            f"data_paths must be a list of {{'path', 'packaged_name'}} dicts, got {data_paths!r}"
+        )
+    checked: list[tuple[Path, str]] = []
+    seen: set[str] = set()
     for item in data_paths:
         if not isinstance(item, Mapping) or set(item) != {"path", "packaged_name"}:
             raise PackageError(f"Each data_paths item must be {{'path', 'packaged_name'}}, got {item!r}")
         src = Path(item["path"])
         name = item["packaged_name"]
-        target = data_dir / name
-        if Path(name).is_absolute() or ".." in Path(name).parts:
-            raise PackageError(f"packaged_name {name!r} must be a relative path inside the package")
+        if not isinstance(name, str) or not name or name in (".", "/"):
+            raise PackageError(f"packaged_name must be a non-empty relative path, got {name!r} (for {src})")
+        parts = Path(name).parts
+        if Path(name).is_absolute() or ".." in parts:
+            raise PackageError(
+                f"packaged_name {name!r} must be a relative path inside the package (for {src})"
+            )
+        normalized = "/".join(part for part in parts if part != ".")
+        if normalized in seen:
+            raise PackageError(f"packaged_name {name!r} is used by more than one data_paths item")
+        seen.add(normalized)
         if not src.exists():
             raise PackageError(f"Data file {src} (packaged as {name!r}) does not exist")
+        checked.append((src, normalized))
+    return checked
+
+
+def _copy_data(data_dir: Path, data: list[tuple[Path, str]]) -> None:
+    for src, name in data:
+        target = data_dir / name
         target.parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():
             shutil.copytree(src, target, ignore=_IGNORE)
@@ -102,11 +144,16 @@ def _copy_data(data_dir: Path, data_paths: Sequence[Mapping[str, str]]) -> None:
             shutil.copyfile(src, target)
 
 
-_IGNORE = shutil.ignore_patterns("*.pyc", "__pycache__")
-
-
-def _copy_code(code_dir: Path, code_path_spec: Sequence[Mapping[str, Any]], neuropod_path: Path) -> None:
-    code_dir.mkdir(parents=True, exist_ok=True)
+def _check_code_path_spec(
+    code_path_spec: Sequence[Mapping[str, Any]], neuropod_path: Path
+) -> list[tuple[Path, str]]:
+    """``(source directory, relative path in 0/code)`` for every code directory, after checking each."""
+    if isinstance(code_path_spec, (str, bytes, Mapping)):
+        raise PackageError(
+            f"code_path_spec must be a list of {{'python_root', 'dirs_to_package'}} dicts, "
+            f"got {code_path_spec!r}"
+        )
+    checked: list[tuple[Path, str]] = []
     for spec in code_path_spec:
         if not isinstance(spec, Mapping) or set(spec) != {"python_root", "dirs_to_package"}:
             raise PackageError(
@@ -114,12 +161,30 @@ def _copy_code(code_dir: Path, code_path_spec: Sequence[Mapping[str, Any]], neur
             )
         root = Path(spec["python_root"])
         if neuropod_path.resolve().is_relative_to(root.resolve()):
-            raise PackageError(f"neuropod_path {neuropod_path} must not be inside python_root {root}")
-        for rel in spec["dirs_to_package"]:
-            src = root / rel
+            raise PackageError(
+                f"neuropod_path {neuropod_path} must not be inside python_root {root}: the package "
+                f"would copy itself; write it elsewhere"
+            )
+        dirs = spec["dirs_to_package"]
+        if isinstance(dirs, (str, bytes)):
+            raise PackageError(f"dirs_to_package must be a list of directories, got {dirs!r}")
+        for rel in dirs:
+            rel_path = Path(rel)
+            if rel_path.is_absolute() or ".." in rel_path.parts or not rel_path.parts:
+                raise PackageError(
+                    f"Each of dirs_to_package must be a directory relative to python_root {root}, got {rel!r}"
+                )
+            src = root / rel_path
             if not src.is_dir():
                 raise PackageError(f"Code directory {src} (from python_root {root}) does not exist")
-            shutil.copytree(src, code_dir / rel, ignore=_IGNORE, dirs_exist_ok=True)
+            checked.append((src, rel_path.as_posix()))
+    return checked
+
+
+def _copy_code(code_dir: Path, code: list[tuple[Path, str]]) -> None:
+    code_dir.mkdir(parents=True, exist_ok=True)
+    for src, rel in code:
+        shutil.copytree(src, code_dir / rel, ignore=_IGNORE, dirs_exist_ok=True)
     # The original made every code directory a regular package; its packages rely on that.
     for dirpath, _dirnames, filenames in os.walk(code_dir):
         if dirpath != str(code_dir) and "__init__.py" not in filenames:

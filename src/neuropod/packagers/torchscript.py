@@ -59,20 +59,21 @@ def create_torchscript_neuropod(
         )
     if module_path is not None and not Path(module_path).is_file():
         raise PackageError(f"module_path {module_path} does not exist or is not a file")
+    if module is not None:
+        import torch
+
+        if not isinstance(module, torch.jit.ScriptModule):
+            raise PackageError(
+                f"module must be a torch.jit.ScriptModule (from torch.jit.script or "
+                f"torch.jit.trace), got {type(module).__name__}"
+            )
 
     def write_model(builder: PackageBuilder) -> None:
         target = builder.root / layout.DATA_DIR / MODEL_FILE
         if module_path is not None:
             shutil.copyfile(module_path, target)
         else:
-            import torch
-
-            if not isinstance(module, torch.jit.ScriptModule):
-                raise PackageError(
-                    f"module must be a torch.jit.ScriptModule (from torch.jit.script or "
-                    f"torch.jit.trace), got {type(module).__name__}"
-                )
-            torch.jit.save(module, str(target))
+            module.save(str(target))
 
     create_package(
         "create_torchscript_neuropod",

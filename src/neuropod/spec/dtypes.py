@@ -39,6 +39,8 @@ def canonical_dtype(dtype: Any) -> str:
     """
     if isinstance(dtype, str) and dtype in _STRING_ALIASES:
         return STRING
+    if dtype is None:  # numpy reads None as float64, which nobody writing a spec means
+        raise SpecError(f"None is not a data type; expected one of: {', '.join(DTYPES)}")
     try:
         np_dtype = np.dtype(dtype)
     except TypeError:
@@ -61,4 +63,9 @@ def numpy_dtype(name: str) -> np.dtype | None:
 
 def describe_array_dtype(array: np.ndarray) -> str:
     """The spec name of an array's element type, for error messages."""
-    return STRING if array.dtype.kind == "U" else array.dtype.name
+    if array.dtype.kind == "U":
+        return STRING
+    if not array.dtype.isnative:
+        # '>f4' is named float32 too; without this the message would read "float32, but was float32"
+        return f"{array.dtype.name} in non-native byte order ({array.dtype.str!r})"
+    return array.dtype.name

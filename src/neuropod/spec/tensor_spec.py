@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from neuropod.errors import SpecError
 from neuropod.spec.dtypes import canonical_dtype
 
 #: One item of a shape: ``None`` (any size), a positive size, or a symbol shared across tensors.
-Dim = Union[int, str, None]
+Dim = int | str | None
 
 _SPEC_KEYS = {"name", "dtype", "shape"}
 

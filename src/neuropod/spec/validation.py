@@ -17,7 +17,8 @@ class TensorValidator:
 
     For each spec'd tensor that is present: its type, then its rank, then each fixed dim, then
     each symbol's size against the first tensor that set it. Names that are not in the spec come
-    last. Missing tensors are allowed unless ``require_all`` is set.
+    last. Missing tensors are allowed unless ``require_all`` is set (a tensor given as ``None`` is
+    not missing, but of the wrong type).
 
     Args:
         specs: the specs to check against.
@@ -45,7 +46,7 @@ class TensorValidator:
 
     def __call__(self, tensors: Mapping[str, Any]) -> None:
         """Raise ``ValidationError`` for the first way ``tensors`` breaks the spec."""
-        if not isinstance(tensors, Mapping):
+        if type(tensors) is not dict and not isinstance(tensors, Mapping):
             raise ValidationError(
                 f"The {self.direction}s must be a dict of tensor name to numpy array, "
                 f"but were of type {type(tensors).__name__}"
@@ -54,18 +55,23 @@ class TensorValidator:
         symbol_sizes: dict[str, tuple[int, int, str]] = {}
         present = 0
         for name, dtype, dtype_name, rank, fixed, symbolic in self._checks:
-            tensor = tensors.get(name)
-            if tensor is None:
+            tensor = tensors.get(name, _MISSING)
+            if tensor is _MISSING:
                 if self.require_all:
                     raise ValidationError(
                         f"Tensor '{name}' in the {where} spec is required, but was not provided"
                     )
                 continue
             present += 1
-            if not isinstance(tensor, np.ndarray):
+            if type(tensor) is not np.ndarray and not isinstance(tensor, np.ndarray):
+                if isinstance(tensor, np.generic):
+                    # "expected an array of float64, but was float64" would puzzle anyone
+                    got = f"a numpy scalar of type {type(tensor).__name__} (wrap it in np.asarray)"
+                else:
+                    got = f"of type {type(tensor).__name__}"
                 raise ValidationError(
                     f"Tensor '{name}' in the {where} spec is expected to be a numpy array of "
-                    f"type {dtype_name}, but was of type {type(tensor).__name__}"
+                    f"type {dtype_name}, but was {got}"
                 )
             if dtype is None:
                 if not _is_string_array(tensor):
@@ -73,7 +79,7 @@ class TensorValidator:
                         f"Tensor '{name}' in the {where} spec is expected to be of type "
                         f"{STRING}, but was of type {describe_array_dtype(tensor)}"
                     )
-            elif tensor.dtype != dtype:
+            elif tensor.dtype is not dtype and tensor.dtype != dtype:  # builtin dtypes are singletons
                 raise ValidationError(
                     f"Tensor '{name}' in the {where} spec is expected to be of type "
                     f"{dtype_name}, but was of type {describe_array_dtype(tensor)}"
@@ -108,6 +114,9 @@ class TensorValidator:
                     f"Tensor name(s) {', '.join(repr(n) for n in extra)} are not found in the "
                     f"{where} spec (expected: {', '.join(repr(n) for n in sorted(self._names))})"
                 )
+
+
+_MISSING = object()
 
 
 def _is_string_array(array: np.ndarray) -> bool:

@@ -1,0 +1,48 @@
+"""``neuropod platforms``: the platforms with a backend, and whether their framework is installed."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+
+from neuropod.cli.output import table
+from neuropod.registry import EXTRAS, platforms
+
+#: The module each platform's framework is imported as; ``None``: the backend needs numpy alone.
+FRAMEWORK_MODULES: dict[str, str | None] = {
+    "python": None,
+    "torchscript": "torch",
+    "tensorflow": "tensorflow",
+    "keras": "keras",
+    "onnx": "onnxruntime",
+    "jax": "jax",
+}
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the ``platforms`` command."""
+    parser = subparsers.add_parser(
+        "platforms",
+        help="list the platforms neuropod can run and whether their frameworks are installed",
+        description="List every platform with a backend (built in, registered, or from an "
+        "entry point) and whether its framework can be imported. Nothing is imported to find out.",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print one row per platform."""
+    rows = [[name, FRAMEWORK_MODULES.get(name) or "-", framework_status(name)] for name in platforms()]
+    print(table(rows, ["platform", "framework", "status"], indent=0))
+    return 0
+
+
+def framework_status(platform: str) -> str:
+    """``available``, ``missing (pip install ...)``, or ``unknown`` for third-party platforms."""
+    if platform not in FRAMEWORK_MODULES:
+        return "unknown (third-party backend)"
+    module = FRAMEWORK_MODULES[platform]
+    if module is None or importlib.util.find_spec(module) is not None:
+        return "available"
+    extra = EXTRAS.get(platform)
+    return f"missing (pip install 'neuropod[{extra}]')" if extra else f"missing ({module} is not installed)"

@@ -21,9 +21,13 @@ import numpy as np
 
 from neuropod import load_neuropod
 from neuropod.packagers import (
+    create_jax_neuropod,
+    create_keras_neuropod,
+    create_onnx_neuropod,
     create_placeholder_neuropod,
     create_python_neuropod,
     create_pytorch_neuropod,
+    create_tensorflow_neuropod,
     create_torchscript_neuropod,
 )
 
@@ -91,6 +95,58 @@ def package_python(path: Path, work: Path) -> None:
     )
 
 
+def package_tensorflow(path: Path, work: Path) -> None:
+    import tensorflow as tf
+
+    class Addition(tf.Module):
+        @tf.function(
+            input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x"), tf.TensorSpec([None, 3], tf.float32, name="y")]
+        )
+        def __call__(self, x: tf.Tensor, y: tf.Tensor) -> dict[str, tf.Tensor]:
+            return {"out": x + y}
+
+    module = Addition()
+    create_tensorflow_neuropod(
+        neuropod_path=path, model_name="addition_tensorflow", trackable_obj=module,
+        input_spec=INPUT_SPEC, output_spec=OUTPUT_SPEC, **TEST,
+    )
+
+
+def package_keras(path: Path, work: Path) -> None:
+    import keras
+
+    x = keras.Input(shape=(3,), name="x")
+    y = keras.Input(shape=(3,), name="y")
+    model = keras.Model(inputs={"x": x, "y": y}, outputs={"out": keras.layers.Add(name="out")([x, y])})
+    create_keras_neuropod(
+        neuropod_path=path, model_name="addition_keras", model=model,
+        input_spec=INPUT_SPEC, output_spec=OUTPUT_SPEC, **TEST,
+    )
+
+
+def package_jax(path: Path, work: Path) -> None:
+    import jax
+
+    create_jax_neuropod(
+        neuropod_path=path, model_name="addition_jax", fn=jax.jit(lambda x, y: {"out": x + y}),
+        input_spec=INPUT_SPEC, output_spec=OUTPUT_SPEC, **TEST,
+    )
+
+
+def package_onnx(path: Path, work: Path) -> None:
+    from onnx import TensorProto, helper
+
+    def tensor(name: str) -> object:
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", 3])
+
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "y"], ["out"])], "addition", [tensor("x"), tensor("y")], [tensor("out")]
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    # The specs are read from the graph: dim_param "batch" becomes the symbol "batch".
+    create_onnx_neuropod(neuropod_path=path, model_name="addition_onnx", model=model, **TEST)
+
+
 def package_placeholder(path: Path, work: Path) -> None:
     # No model yet: random outputs of the right shape, for writing the code around it.
     create_placeholder_neuropod(
@@ -103,6 +159,10 @@ def package_placeholder(path: Path, work: Path) -> None:
 MODELS: list[tuple[str, str | None, Callable[[Path, Path], None]]] = [
     ("TorchScript", "torch", package_torchscript),
     ("PyTorch (eager, as Python)", "torch", package_pytorch),
+    ("TensorFlow (SavedModel)", "tensorflow", package_tensorflow),
+    ("Keras 3", "keras", package_keras),
+    ("JAX (jax.export)", "jax", package_jax),
+    ("ONNX (onnxruntime)", "onnxruntime", package_onnx),
     ("Python (numpy)", None, package_python),
     ("Placeholder", None, package_placeholder),
 ]

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-extras="${1:-torch,dev}"
+extras="${1:-all,dev}"
 python="${PYTHON:-python3}"
 
 if [ ! -x .venv/bin/python ]; then

@@ -13,6 +13,8 @@ The reference models:
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import importlib.util
 import textwrap
 import warnings
@@ -75,14 +77,17 @@ class BackendKind:
         exact: whether outputs are the model's results (``False``: random placeholder
             outputs, of which only type and shape are checked).
         requires: modules that must be importable, else the kind is skipped.
+        builders_from: a framework's own test module whose ``build_addition`` and
+            ``build_strings`` replace the two builders (imported only when the kind runs).
     """
 
     name: str
-    build_addition: Builder
+    build_addition: Builder | None
     build_strings: Builder | None
     load: Callable[..., NeuropodModel] = load_neuropod
     exact: bool = True
     requires: tuple[str, ...] = ()
+    builders_from: str | None = None
 
 
 # --- TorchScript -------------------------------------------------------------------------
@@ -214,6 +219,10 @@ KINDS = [
         requires=("torch",),
     ),
     BackendKind("placeholder", _placeholder, _placeholder, exact=False),
+    BackendKind("tensorflow", None, None, requires=("tensorflow",), builders_from="test_tensorflow"),
+    BackendKind("keras", None, None, requires=("keras",), builders_from="test_keras"),
+    BackendKind("jax", None, None, requires=("jax",), builders_from="test_jax"),
+    BackendKind("onnx", None, None, requires=("onnx", "onnxruntime"), builders_from="test_onnx"),
 ]
 
 
@@ -250,6 +259,11 @@ def kind(request: pytest.FixtureRequest) -> BackendKind:
     missing = [name for name in kind.requires if importlib.util.find_spec(name) is None]
     if missing:
         pytest.skip(f"{kind.name} needs {', '.join(missing)}")
+    if kind.builders_from:
+        module = importlib.import_module(kind.builders_from)
+        kind = dataclasses.replace(
+            kind, build_addition=module.build_addition, build_strings=module.build_strings
+        )
     return kind
 
 

@@ -18,12 +18,22 @@ from neuropod.errors import BackendUnavailable
 ENTRY_POINT_GROUP = "neuropod.backends"
 
 BUILTIN_BACKENDS: dict[str, str] = {
+    "jax": "neuropod.backends.jax:JaxBackend",
+    "keras": "neuropod.backends.keras:KerasBackend",
+    "onnx": "neuropod.backends.onnx:OnnxBackend",
     "python": "neuropod.backends.python:PythonBackend",
+    "tensorflow": "neuropod.backends.tensorflow:TensorFlowBackend",
     "torchscript": "neuropod.backends.torchscript:TorchScriptBackend",
 }
 
 #: The optional extra that installs each platform's framework.
-EXTRAS: dict[str, str] = {"torchscript": "torch"}
+EXTRAS: dict[str, str] = {
+    "torchscript": "torch",
+    "jax": "jax",
+    "onnx": "onnx",
+    "tensorflow": "tensorflow",
+    "keras": "keras",
+}
 
 BackendRef = str | type[Backend]
 

@@ -1,0 +1,254 @@
+"""Backend of platform ``keras``: a Keras 3 model saved as ``0/data/model.keras``.
+
+The model runs on whichever Keras backend the process uses (``KERAS_BACKEND``, read when
+Keras is first imported), called directly in inference mode: no session, no ``predict`` loop.
+Tested on the TensorFlow and JAX backends of Keras 3; the PyTorch backend should work for
+models that Keras can move between backends, but is not tested. String tensors need the
+TensorFlow backend (the others have no string type).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+
+from neuropod.backends.base import Backend
+from neuropod.errors import InferenceError, OptionError, PackageError
+from neuropod.package.package import Package
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILE = "model.keras"
+
+
+@dataclass(frozen=True)
+class ModelIO:
+    """How a Keras model takes its inputs and names its outputs.
+
+    Args:
+        input_kind: ``"dict"``, ``"list"`` or ``"single"``: the structure the model is called with.
+        inputs: the inputs' names (dict keys or ``keras.Input`` names), with their tensors.
+        outputs: the outputs' names (dict keys or output layer names), with their tensors.
+    """
+
+    input_kind: str
+    inputs: tuple[tuple[str, Any], ...]
+    outputs: tuple[tuple[str, Any], ...]
+
+    @property
+    def input_names(self) -> list[str]:
+        """The input names, in the order the model takes them."""
+        return [name for name, _ in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        """The output names, in the order the model returns them."""
+        return [name for name, _ in self.outputs]
+
+
+def model_io(model: Any) -> ModelIO | None:
+    """The inputs and outputs of a functional or Sequential model; ``None`` for a subclassed one."""
+    try:
+        structure = model.input
+    except (AttributeError, ValueError):
+        # A Sequential model has flat ``inputs`` only; a subclassed model has neither.
+        structure = getattr(model, "inputs", None)
+        if structure is None:
+            return None
+        if len(structure) == 1:
+            structure = structure[0]
+    if isinstance(structure, Mapping):
+        kind, inputs = "dict", tuple(structure.items())
+    elif isinstance(structure, (list, tuple)):
+        kind, inputs = "list", tuple((t.name, t) for t in structure)
+    else:
+        kind, inputs = "single", ((structure.name, structure),)
+    try:
+        out_structure = model.output
+    except (AttributeError, ValueError):
+        out_structure = model.outputs
+    if isinstance(out_structure, Mapping):
+        return ModelIO(kind, inputs, tuple(out_structure.items()))
+    flat = list(out_structure) if isinstance(out_structure, (list, tuple)) else [out_structure]
+    names = list(getattr(model, "output_names", None) or [])
+    if len(names) != len(flat):
+        # Sequential models have no output_names: their one output is the last layer's.
+        names = [model.layers[-1].name] if len(flat) == 1 and model.layers else [t.name for t in flat]
+    return ModelIO(kind, inputs, tuple(zip(names, flat, strict=True)))
+
+
+def match_names(
+    spec_names: Sequence[str], model_names: Sequence[str], direction: str
+) -> dict[str, str] | None:
+    """Map spec names to model names: the same names, or one tensor on each side.
+
+    Outputs may be a subset of the model's. Returns ``None`` when the names cannot be matched.
+    """
+    if len(spec_names) == 1 and len(model_names) == 1:
+        return {spec_names[0]: model_names[0]}
+    same = (
+        set(spec_names) == set(model_names) if direction == "input" else set(spec_names) <= set(model_names)
+    )
+    return {name: name for name in spec_names} if same else None
+
+
+class KerasBackend(Backend):
+    """Runs a Keras 3 model, called directly (``model(inputs, training=False)``).
+
+    Inputs reach the model in its own structure (a dict, a list in its input order, or one
+    tensor), matched by name to the spec, or positionally when the model has one input. Outputs
+    are named by the model's output dict keys or output layer names (the one output of a model
+    with a single output takes the spec's name). On the TensorFlow backend inputs reach the model
+    as in the ``tensorflow`` backend (a view of 64-byte aligned arrays, else one copy) and
+    outputs are read-only views; other backends convert numpy inputs themselves.
+
+    Args:
+        package: the opened package.
+        visible_gpu: ``None`` for the CPU, else the index of the GPU to run on (when Keras's
+            backend sees one; else the CPU).
+        intra_op_threads: TensorFlow backend only: TensorFlow's process-wide op thread count,
+            which can only be chosen before TensorFlow first runs (0: TensorFlow decides).
+        inter_op_threads: TensorFlow backend only: how many ops may run at once, likewise.
+
+    Raises:
+        PackageError: ``0/data/model.keras`` is missing or cannot be loaded, or its inputs and
+            outputs do not match the spec.
+        OptionError: a thread count on a backend other than TensorFlow, or one that can no
+            longer be applied; ``visible_gpu`` names a GPU that does not exist.
+    """
+
+    def __init__(
+        self,
+        package: Package,
+        *,
+        visible_gpu: int | None = None,
+        intra_op_threads: int | None = None,
+        inter_op_threads: int | None = None,
+    ):
+        super().__init__(package, visible_gpu=visible_gpu)
+        self.keras_backend = keras.backend.backend()
+        self._convert_in: Callable[[np.ndarray], Any] = _unchanged
+        self._convert_out: Callable[[Any], np.ndarray] = keras.ops.convert_to_numpy
+        if self.keras_backend == "jax":
+            self._convert_out = np.asarray  # a read-only view of the output buffer on the CPU
+        elif self.keras_backend == "torch":
+            self._convert_out = _torch_to_numpy
+        if self.keras_backend == "tensorflow":
+            from neuropod.backends import tf_interop
+
+            tf_interop.set_process_threads(intra_op_threads, inter_op_threads)
+            tf_interop.load_custom_ops(package)
+            self._convert_in, self._convert_out = tf_interop.to_eager, tf_interop.eager_to_numpy
+        elif intra_op_threads is not None or inter_op_threads is not None:
+            raise OptionError(
+                f"intra_op_threads and inter_op_threads apply to the TensorFlow backend of Keras, "
+                f"but this process runs Keras on '{self.keras_backend}' (KERAS_BACKEND)"
+            )
+        elif package.config.custom_ops:
+            raise PackageError(
+                f"{package.path}: custom ops are TensorFlow libraries and need the TensorFlow "
+                f"backend of Keras, but this process runs Keras on '{self.keras_backend}'"
+            )
+        self._device = _device_for(visible_gpu)
+        path = package.data_dir / MODEL_FILE
+        if not path.is_file():
+            raise PackageError(f"{package.path}: the Keras model 0/data/{MODEL_FILE} is missing")
+        try:
+            with _scope(self._device):
+                self.model = keras.saving.load_model(str(path), compile=False)
+        except (ValueError, TypeError, OSError, KeyError) as exc:
+            raise PackageError(f"{package.path}: cannot load 0/data/{MODEL_FILE}: {exc}") from exc
+        config = package.config
+        spec_inputs = [spec.name for spec in config.inputs]
+        spec_outputs = [spec.name for spec in config.outputs]
+        io = model_io(self.model)
+        if io is None:
+            # A subclassed model: called with a dict of the spec's names, or its one tensor.
+            self._kind = "dict" if len(spec_inputs) > 1 else "single"
+            self._inputs = {name: name for name in spec_inputs}
+            self._input_order = spec_inputs
+            self._model_outputs = spec_outputs
+            self._outputs = {name: name for name in spec_outputs}
+            return
+        self._kind = io.input_kind
+        self._model_outputs = io.output_names
+        inputs = match_names(spec_inputs, io.input_names, "input")
+        outputs = match_names(spec_outputs, io.output_names, "output")
+        if inputs is None or outputs is None:
+            raise PackageError(
+                f"{package.path}: the Keras model takes {io.input_names} and returns "
+                f"{io.output_names}, which do not match the spec's inputs {spec_inputs} and "
+                f"outputs {spec_outputs}"
+            )
+        # model name -> spec name, so that inputs can be laid out in the model's order.
+        self._inputs = {model: spec for spec, model in inputs.items()}
+        self._input_order = io.input_names
+        self._outputs = {model: spec for spec, model in outputs.items()}
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        convert = self._convert_in
+        if self._kind == "dict":
+            args: Any = {
+                model: convert(inputs[spec]) for model, spec in self._inputs.items() if spec in inputs
+            }
+        else:
+            missing = [spec for spec in self._inputs.values() if spec not in inputs]
+            if missing:
+                raise InferenceError(
+                    f"The Keras model needs every input; missing: {', '.join(map(repr, missing))}"
+                )
+            values = [convert(inputs[self._inputs[model]]) for model in self._input_order]
+            args = values[0] if self._kind == "single" else values
+        with _scope(self._device):
+            out = self.model(args, training=False)
+        if isinstance(out, Mapping):
+            items = list(out.items())
+        elif isinstance(out, (list, tuple)):
+            items = list(zip(self._model_outputs, out, strict=True))
+        else:
+            items = [(self._model_outputs[0], out)]
+        return {
+            self._outputs[name]: self._convert_out(value) for name, value in items if name in self._outputs
+        }
+
+
+def _unchanged(array: np.ndarray) -> np.ndarray:
+    # Keras's non-TensorFlow backends convert numpy arrays themselves.
+    return array
+
+
+def _torch_to_numpy(tensor: Any) -> np.ndarray:
+    # Keras's own conversion goes through np.array(tensor), which warns under numpy 2.
+    result: np.ndarray = tensor.detach().cpu().numpy()
+    return result
+
+
+def _device_for(visible_gpu: int | None) -> str | None:
+    gpus: Sequence[Any]
+    if keras.backend.backend() == "torch":  # Keras has no device listing for torch
+        import torch
+
+        gpus = range(torch.cuda.device_count())
+    else:
+        try:
+            gpus = keras.distribution.list_devices("gpu")
+        except RuntimeError:  # JAX raises where it has no GPU platform at all
+            gpus = []
+    if visible_gpu is None:
+        return "cpu:0" if gpus else None
+    if not gpus:
+        logger.warning("visible_gpu=%d was requested but Keras sees no GPU; running on the CPU", visible_gpu)
+        return None
+    if visible_gpu >= len(gpus):
+        raise OptionError(f"visible_gpu={visible_gpu} was requested, but Keras sees only {len(gpus)} GPU(s)")
+    return f"gpu:{visible_gpu}"
+
+
+def _scope(device: str | None) -> Any:
+    return contextlib.nullcontext() if device is None else keras.device(device)

@@ -1,0 +1,147 @@
+"""Backend of platform ``onnx``: an ONNX model run by onnxruntime."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from neuropod.backends.base import Backend
+from neuropod.errors import ModelClosedError, OptionError, PackageError
+from neuropod.package.package import Package
+from neuropod.spec.dtypes import STRING
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILE = "model.onnx"
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+
+Provider = str | tuple[str, dict[str, Any]]
+
+
+class OnnxBackend(Backend):
+    """Runs an ONNX model with an onnxruntime ``InferenceSession``.
+
+    Numpy arrays go to ``InferenceSession.run`` as they are: onnxruntime reads contiguous CPU
+    arrays in place and returns outputs that wrap its own buffers, so neither side is copied
+    (measured faster than ``OrtValue``s or IO binding at small and large sizes). String
+    tensors go in as numpy unicode arrays and come out as unicode arrays.
+
+    Args:
+        package: the opened package.
+        visible_gpu: ``None`` for the CPU; else the CUDA device to run on (when onnxruntime
+            has the CUDA provider; otherwise the CPU, with a warning).
+        providers: execution providers in order of preference, as onnxruntime takes them
+            (names, or ``(name, options)`` pairs); default ``["CPUExecutionProvider"]``, or
+            CUDA first when ``visible_gpu`` is set. A CUDA provider given by name alone runs
+            on ``visible_gpu``.
+        intra_op_threads: threads that one operator may use (``None`` or 0: onnxruntime's
+            default, one per core).
+        inter_op_threads: threads that run independent operators in parallel (``None`` or 0:
+            onnxruntime's default).
+
+    Raises:
+        OptionError: a provider is not available, or a thread count is not an int >= 0.
+        PackageError: the model is missing, or onnxruntime cannot load it or its custom ops.
+    """
+
+    def __init__(
+        self,
+        package: Package,
+        *,
+        visible_gpu: int | None = None,
+        providers: Sequence[Provider] | None = None,
+        intra_op_threads: int | None = None,
+        inter_op_threads: int | None = None,
+    ):
+        super().__init__(package, visible_gpu=visible_gpu)
+        options = ort.SessionOptions()
+        if intra_op_threads is not None:
+            options.intra_op_num_threads = _thread_count("intra_op_threads", intra_op_threads)
+        if inter_op_threads is not None:
+            options.inter_op_num_threads = _thread_count("inter_op_threads", inter_op_threads)
+        for op in package.config.custom_ops:
+            path = package.ops_dir / op
+            if not path.is_file():
+                raise PackageError(f"{package.path}: custom op 0/ops/{op} listed in config.json is missing")
+            try:
+                options.register_custom_ops_library(str(path))
+            except Exception as exc:
+                raise PackageError(f"{package.path}: cannot load custom op 0/ops/{op}: {exc}") from exc
+        path = package.data_dir / MODEL_FILE
+        if not path.is_file():
+            raise PackageError(f"{package.path}: the ONNX model 0/data/{MODEL_FILE} is missing")
+        chosen = _choose_providers(providers, visible_gpu)
+        try:
+            self._session: ort.InferenceSession | None = ort.InferenceSession(
+                str(path), sess_options=options, providers=chosen
+            )
+        except Exception as exc:
+            raise PackageError(f"{package.path}: onnxruntime cannot load 0/data/{MODEL_FILE}: {exc}") from exc
+        self._output_names = [spec.name for spec in package.config.outputs]
+        self._string_outputs = frozenset(s.name for s in package.config.outputs if s.dtype == STRING)
+
+    @property
+    def providers(self) -> list[str]:
+        """The execution providers the session uses, in order."""
+        return self._session.get_providers() if self._session is not None else []
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        session = self._session
+        if session is None:
+            raise ModelClosedError(f"The ONNX session of {self.package.path} is closed")
+        values = session.run(self._output_names, inputs)
+        outputs = dict(zip(self._output_names, values, strict=True))
+        for name in self._string_outputs:
+            # onnxruntime returns strings as an object array of str.
+            outputs[name] = outputs[name].astype(str)
+        return outputs
+
+    def close(self) -> None:
+        self._session = None
+
+
+def _thread_count(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise OptionError(f"{name} must be an int >= 0 (0: onnxruntime's default), got {value!r}")
+    return value
+
+
+def _choose_providers(providers: Sequence[Provider] | None, visible_gpu: int | None) -> list[Provider]:
+    available = ort.get_available_providers()
+    if providers is None:
+        if visible_gpu is None:
+            return [CPU]
+        if CUDA not in available:
+            logger.warning(
+                "visible_gpu=%d was requested but onnxruntime has no %s; running on the CPU",
+                visible_gpu,
+                CUDA,
+            )
+            return [CPU]
+        return [(CUDA, {"device_id": visible_gpu}), CPU]
+    if isinstance(providers, (str, bytes)) or not isinstance(providers, Sequence):
+        raise OptionError(f"providers must be a list of provider names, got {providers!r}")
+    chosen: list[Provider] = []
+    for provider in providers:
+        if isinstance(provider, str):
+            name = provider
+        elif isinstance(provider, tuple) and len(provider) == 2 and isinstance(provider[1], dict):
+            name = provider[0]
+        else:
+            raise OptionError(
+                f"Each provider must be a name or a (name, options dict) pair, got {provider!r}"
+            )
+        if name not in available:
+            raise OptionError(
+                f"Execution provider {name!r} is not available in this onnxruntime; available: "
+                f"{', '.join(available)}"
+            )
+        if provider == CUDA and visible_gpu is not None:
+            provider = (CUDA, {"device_id": visible_gpu})
+        chosen.append(provider)
+    return chosen

@@ -1,0 +1,391 @@
+"""The Keras backend and packager: spec inference, input and output structures, Keras backends.
+
+Keras reads ``KERAS_BACKEND`` once, when it is first imported: this process runs whichever
+backend that gave (TensorFlow by default), and the JAX and PyTorch backends run in subprocesses.
+``build_addition``/``build_strings`` (and ``addition_package``/``string_package``) are the
+reference models for ``test_conformance.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from neuropod import InferenceError, OptionError, PackageError
+from neuropod.loader import load_neuropod
+from neuropod.packagers import create_keras_neuropod
+
+keras = pytest.importorskip("keras")
+
+ON_TENSORFLOW = keras.backend.backend() == "tensorflow"
+
+# Saving a model with weights calls np.array(variable), and Keras 3.15's variables implement
+# __array__ without numpy 2's `copy` keyword (on every Keras backend).
+ARRAY_COPY_WARNING = "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
+pytestmark = pytest.mark.filterwarnings(ARRAY_COPY_WARNING + r":keras\.src\.backend\.\w+\.core")
+
+XY_SPEC = [
+    {"name": "x", "dtype": "float32", "shape": ("batch", None)},
+    {"name": "y", "dtype": "float32", "shape": ("batch", None)},
+]
+OUT_SPEC = [{"name": "out", "dtype": "float32", "shape": ("batch", None)}]
+STRING_IN = [{"name": "s", "dtype": "string", "shape": ("batch",)}]
+STRING_OUT = [{"name": "out", "dtype": "string", "shape": ("batch",)}]
+
+
+# --- Reference models --------------------------------------------------------------------
+
+
+@keras.saving.register_keras_serializable(package="neuropod_tests")
+class KerasAddition(keras.Model):
+    """``out = x + y``, where ``y`` may be left out (a functional model needs every input)."""
+
+    def call(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        y = inputs.get("y")
+        return {"out": inputs["x"] if y is None else inputs["x"] + y}
+
+
+@keras.saving.register_keras_serializable(package="neuropod_tests")
+class KerasStrings(keras.Model):
+    """``out = "<" + s + ">"``: TensorFlow string ops, so the TensorFlow backend of Keras only."""
+
+    def call(self, s: Any) -> dict[str, Any]:
+        import tensorflow as tf
+
+        return {"out": tf.strings.join(["<", s, ">"])}
+
+    def build_from_config(self, config: dict[str, Any]) -> None:
+        self.built = True  # stateless: nothing to create from the (string) input shape
+
+
+def build_addition(path: Path, workdir: Path, **kwargs: Any) -> None:
+    """The conformance suite's addition model (``y`` optional)."""
+    model = KerasAddition()
+    model({"x": np.zeros((1, 1), np.float32)})  # built, as Keras wants before saving
+    create_keras_neuropod(neuropod_path=path, model_name=path.name, model=model, **kwargs)
+
+
+def _build_strings(path: Path, workdir: Path, **kwargs: Any) -> None:
+    import tensorflow as tf
+
+    model = KerasStrings()
+    model(tf.constant(["built"]))
+    create_keras_neuropod(neuropod_path=path, model_name=path.name, model=model, **kwargs)
+
+
+#: The conformance suite's string model, where Keras runs on TensorFlow (others lack strings).
+build_strings = _build_strings if ON_TENSORFLOW else None
+
+
+def addition_package(tmp_dir: Path) -> Path:
+    """The standard addition model: x, y float32 ``("batch", None)``, ``out = x + y``."""
+    path = Path(tmp_dir) / "keras_addition.zip"
+    build_addition(path, Path(tmp_dir), input_spec=XY_SPEC, output_spec=OUT_SPEC)
+    return path
+
+
+def string_package(tmp_dir: Path) -> Path | None:
+    """The standard string model (``s`` -> ``"<" + s + ">"``), or ``None`` off TensorFlow."""
+    if build_strings is None:
+        return None
+    path = Path(tmp_dir) / "keras_strings.zip"
+    build_strings(path, Path(tmp_dir), input_spec=STRING_IN, output_spec=STRING_OUT)
+    return path
+
+
+def functional_addition() -> Any:
+    x = keras.Input(shape=(None,), name="x")
+    y = keras.Input(shape=(None,), name="y")
+    return keras.Model([x, y], keras.layers.Add(name="out")([x, y]))
+
+
+def dense_model() -> Any:
+    """``scores = features @ ones(4, 2)``: a model with weights."""
+    features = keras.Input(shape=(4,), name="features")
+    layer = keras.layers.Dense(2, name="scores", kernel_initializer="ones", bias_initializer="zeros")
+    return keras.Model(features, layer(features))
+
+
+# --- Fixtures ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("keras")
+
+
+@pytest.fixture(scope="module")
+def functional(root: Path) -> Path:
+    path = root / "functional.zip"
+    create_keras_neuropod(neuropod_path=path, model_name="functional", model=functional_addition())
+    return path
+
+
+@pytest.fixture(scope="module")
+def dense(root: Path) -> Path:
+    path = root / "dense.zip"
+    create_keras_neuropod(neuropod_path=path, model_name="dense", model=dense_model())
+    return path
+
+
+def xy(batch: int = 2, width: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    x = np.arange(batch * width, dtype=np.float32).reshape(batch, width)
+    return x, np.full((batch, width), 0.5, np.float32)
+
+
+# --- Specs -------------------------------------------------------------------------------
+
+
+def test_specs_are_inferred_from_the_model(functional: Path, dense: Path) -> None:
+    with load_neuropod(functional) as model:
+        assert model.platform == "keras"
+        assert model.inputs == [
+            {"name": "x", "dtype": "float32", "shape": ["batch_size", None]},
+            {"name": "y", "dtype": "float32", "shape": ["batch_size", None]},
+        ]
+        assert model.outputs == [{"name": "out", "dtype": "float32", "shape": ["batch_size", None]}]
+        x, y = xy()
+        np.testing.assert_array_equal(model.infer({"x": x, "y": y})["out"], x + y)
+    with load_neuropod(dense) as model:
+        assert model.inputs == [{"name": "features", "dtype": "float32", "shape": ["batch_size", 4]}]
+        assert model.outputs == [{"name": "scores", "dtype": "float32", "shape": ["batch_size", 2]}]
+        features = np.arange(12, dtype=np.float32).reshape(3, 4)
+        out = model.infer({"features": features})["scores"]
+        np.testing.assert_allclose(out, np.repeat(features.sum(axis=1, keepdims=True), 2, axis=1))
+
+
+def test_dict_inputs_and_outputs_are_named_by_their_keys(root: Path) -> None:
+    a = keras.Input(shape=(3,), name="a")
+    b = keras.Input(shape=(3,), name="b")
+    model = keras.Model(
+        {"a": a, "b": b}, {"total": keras.layers.Add()([a, b]), "gap": keras.layers.Subtract()([a, b])}
+    )
+    path = root / "dicts.zip"
+    x, y = xy()
+    create_keras_neuropod(
+        neuropod_path=path,
+        model_name="dicts",
+        model=model,
+        test_input_data={"a": x, "b": y},
+        test_expected_out={"total": x + y, "gap": x - y},
+    )
+    with load_neuropod(path) as loaded:
+        assert [spec["name"] for spec in loaded.inputs] == ["a", "b"]
+        assert sorted(spec["name"] for spec in loaded.outputs) == ["gap", "total"]
+
+
+def test_list_outputs_are_named_by_their_layers(root: Path) -> None:
+    x = keras.Input(shape=(3,), name="x")
+    model = keras.Model(x, [keras.layers.Identity(name="same")(x), keras.layers.ReLU(name="relu")(x)])
+    path = root / "list-out.zip"
+    create_keras_neuropod(neuropod_path=path, model_name="list-out", model=model)
+    with load_neuropod(path) as loaded:
+        out = loaded.infer({"x": np.array([[-1.0, 0.0, 2.0]], np.float32)})
+    assert set(out) == {"same", "relu"}
+    np.testing.assert_array_equal(out["relu"], [[0.0, 0.0, 2.0]])
+
+
+def test_sequential_model(root: Path) -> None:
+    model = keras.Sequential([keras.Input((4,), name="features"), keras.layers.Dense(1, name="logit")])
+    path = root / "sequential.zip"
+    features = np.ones((2, 4), np.float32)
+    create_keras_neuropod(neuropod_path=path, model_name="seq", model=model)
+    with load_neuropod(path) as loaded:
+        assert [spec["name"] for spec in loaded.outputs] == ["logit"]
+        np.testing.assert_allclose(loaded.infer({"features": features})["logit"], model(features), rtol=1e-6)
+
+
+def test_one_input_and_output_may_take_the_spec_names(root: Path) -> None:
+    path = root / "renamed.zip"
+    spec_in = [{"name": "inputs", "dtype": "float32", "shape": (None, 4)}]
+    spec_out = [{"name": "outputs", "dtype": "float32", "shape": (None, 2)}]
+    create_keras_neuropod(
+        neuropod_path=path,
+        model_name="renamed",
+        model=dense_model(),
+        input_spec=spec_in,
+        output_spec=spec_out,
+    )
+    with load_neuropod(path) as loaded:
+        out = loaded.infer({"inputs": np.ones((1, 4), np.float32)})
+    np.testing.assert_array_equal(out["outputs"], [[4.0, 4.0]])
+
+
+def test_spec_names_must_match_the_model(root: Path) -> None:
+    wrong = [{**XY_SPEC[0], "name": "a"}, XY_SPEC[1]]
+    with pytest.raises(PackageError) as info:
+        create_keras_neuropod(
+            neuropod_path=root / "wrong.zip",
+            model_name="wrong",
+            model=functional_addition(),
+            input_spec=wrong,
+        )
+    assert str(info.value) == (
+        "The model's inputs are ['x', 'y'], but the input spec names ['a', 'y']: give the same names "
+        "(or one tensor on each side)"
+    )
+    assert not (root / "wrong.zip").exists()
+
+
+def test_subclassed_model_needs_specs(root: Path) -> None:
+    with pytest.raises(PackageError, match="has no defined inputs .* pass input_spec and output_spec"):
+        create_keras_neuropod(neuropod_path=root / "sub.zip", model_name="sub", model=KerasAddition())
+
+
+def test_subclassed_model_with_an_optional_input(tmp_path: Path) -> None:
+    x, y = xy()
+    with load_neuropod(addition_package(tmp_path)) as model:
+        np.testing.assert_array_equal(model.infer({"x": x, "y": y})["out"], x + y)
+        np.testing.assert_array_equal(model.infer({"x": x})["out"], x)
+
+
+def test_functional_model_needs_every_input(functional: Path) -> None:
+    x, _ = xy()
+    with load_neuropod(functional) as model, pytest.raises(InferenceError, match="missing: 'y'"):
+        model.infer({"x": x})
+
+
+# --- The original's forms ----------------------------------------------------------------
+
+
+def test_tf1_session_form_needs_tf_keras(root: Path) -> None:
+    with pytest.raises(PackageError) as info:
+        create_keras_neuropod(
+            neuropod_path=root / "sess.zip", model_name="sess", sess=object(), model=dense_model()
+        )
+    message = str(info.value)
+    assert "TF1 session form" in message and "tf-keras" in message and keras.__version__ in message
+
+
+def test_model_must_be_a_keras_model(root: Path) -> None:
+    with pytest.raises(PackageError, match="model must be a keras.Model .*, got function"):
+        create_keras_neuropod(neuropod_path=root / "fn.zip", model_name="fn", model=lambda x: x)
+
+
+# --- Tensors -----------------------------------------------------------------------------
+
+
+def test_awkward_inputs(functional: Path) -> None:
+    x, y = xy(4, 6)
+    readonly = y.copy()
+    readonly.flags.writeable = False
+    with load_neuropod(functional) as model:
+        # (not an empty batch: Keras's Add fails on one, on its TensorFlow backend)
+        for a, b in [(x, readonly), (x[:, ::2], readonly[:, :3])]:
+            np.testing.assert_array_equal(model.infer({"x": a, "y": b})["out"], a + b)
+
+
+@pytest.mark.skipif(not ON_TENSORFLOW, reason="strings need the TensorFlow backend of Keras")
+@pytest.mark.parametrize("dtype", [str, object])
+def test_strings(tmp_path: Path, dtype: type) -> None:
+    path = string_package(tmp_path)
+    assert path is not None
+    with load_neuropod(path) as model:
+        out = model.infer({"s": np.array(["héllo", "日本語", ""], dtype=dtype)})["out"]
+    assert out.dtype.kind == "U"
+    assert out.tolist() == ["<héllo>", "<日本語>", "<>"]
+
+
+# --- Load options ------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not ON_TENSORFLOW, reason="thread options belong to the TensorFlow backend")
+def test_thread_options_after_tensorflow_started(functional: Path) -> None:
+    import tensorflow as tf
+
+    current = tf.config.threading.get_inter_op_parallelism_threads()
+    with load_neuropod(functional, inter_op_threads=current):
+        pass
+    with pytest.raises(OptionError, match="inter_op_threads=5 cannot be applied"):
+        load_neuropod(functional, inter_op_threads=5)
+
+
+def test_visible_gpu_without_a_gpu_runs_on_the_cpu(
+    functional: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    if keras.distribution.list_devices("gpu"):
+        pytest.skip("Keras sees a GPU")
+    x, y = xy()
+    with caplog.at_level(logging.WARNING), load_neuropod(functional, visible_gpu=0) as model:
+        np.testing.assert_array_equal(model.infer({"x": x, "y": y})["out"], x + y)
+    assert "Keras sees no GPU; running on the CPU" in caplog.text
+
+
+# --- Keras backends ----------------------------------------------------------------------
+
+OTHER_BACKEND = """
+import json, sys
+from pathlib import Path
+import numpy as np
+import keras
+from neuropod import OptionError, load_neuropod
+from neuropod.packagers import create_keras_neuropod
+
+assert keras.backend.backend() == sys.argv[1], keras.backend.backend()
+result = {}
+features = np.arange(8, dtype=np.float32).reshape(2, 4)
+with load_neuropod(sys.argv[2]) as model:  # packaged on another backend
+    result["foreign"] = model.infer({"features": features})["scores"].tolist()
+
+inputs = keras.Input(shape=(4,), name="features")
+layer = keras.layers.Dense(2, name="scores", kernel_initializer="ones", bias_initializer="zeros")
+path = Path(sys.argv[3]) / f"{sys.argv[1]}.zip"
+create_keras_neuropod(
+    neuropod_path=path,
+    model_name="native",
+    model=keras.Model(inputs, layer(inputs)),
+    test_input_data={"features": features},
+    test_expected_out={"scores": np.repeat(features.sum(axis=1, keepdims=True), 2, axis=1)},
+)
+with load_neuropod(path) as model:
+    result["native"] = model.infer({"features": features})["scores"].tolist()
+    result["inputs"] = model.inputs
+try:
+    load_neuropod(path, intra_op_threads=1)
+except OptionError as exc:
+    result["threads"] = str(exc)
+print(json.dumps(result))
+"""
+
+
+def run_on_backend(backend: str, package: Path, workdir: Path) -> dict[str, Any]:
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            *("-W", "error", "-W", f"{ARRAY_COPY_WARNING}:keras.src.backend.{backend}.core"),
+            *("-c", textwrap.dedent(OTHER_BACKEND), backend, str(package), str(workdir)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_other_keras_backends(backend: str, dense: Path, tmp_path: Path) -> None:
+    pytest.importorskip(backend)
+    result = run_on_backend(backend, dense, tmp_path)
+    expected = [[6.0, 6.0], [22.0, 22.0]]
+    assert result["foreign"] == expected
+    assert result["native"] == expected
+    assert result["inputs"] == [{"name": "features", "dtype": "float32", "shape": ["batch_size", 4]}]
+    message = result["threads"]
+    assert f"apply to the TensorFlow backend of Keras, but this process runs Keras on '{backend}'" in message
+    # and the package written there runs here
+    with load_neuropod(tmp_path / f"{backend}.zip") as model:
+        out = model.infer({"features": np.arange(8, dtype=np.float32).reshape(2, 4)})
+    assert out["scores"].tolist() == expected

@@ -48,7 +48,9 @@ def torchscript(path: Path) -> Raw:
         def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
             return {"out": x + y}
 
-    create_torchscript_neuropod(neuropod_path=path, model_name="add", module=torch.jit.script(Addition()), **COMMON)
+    create_torchscript_neuropod(
+        neuropod_path=path, model_name="add", module=torch.jit.script(Addition()), **COMMON
+    )
     module = torch.jit.load(str(path / "0/data/model.pt"))
     return lambda x, y: module(torch.from_numpy(x), torch.from_numpy(y))["out"].numpy()
 
@@ -100,12 +102,18 @@ def onnx(path: Path) -> Raw:
     def tensor(name: str) -> object:
         return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["n"])
 
-    graph = helper.make_graph([helper.make_node("Add", ["x", "y"], ["out"])], "add", [tensor("x"), tensor("y")], [tensor("out")])
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "y"], ["out"])], "add", [tensor("x"), tensor("y")], [tensor("out")]
+    )
     create_onnx_neuropod(
-        neuropod_path=path, model_name="add", model=helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+        neuropod_path=path,
+        model_name="add",
+        model=helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
         **COMMON,
     )
-    session = onnxruntime.InferenceSession(str(path / "0/data/model.onnx"), providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(
+        str(path / "0/data/model.onnx"), providers=["CPUExecutionProvider"]
+    )
     return lambda x, y: session.run(None, {"x": x, "y": y})[0]
 
 
@@ -114,13 +122,19 @@ def python(path: Path) -> Raw:
 
     code = path.parent / "python_code" / "addition"
     code.mkdir(parents=True)
-    (code / "__init__.py").write_text(textwrap.dedent('''
+    (code / "__init__.py").write_text(
+        textwrap.dedent("""
         def get_model(data_dir):
             return lambda x, y: {"out": x + y}
-    '''))
+    """)
+    )
     create_python_neuropod(
-        neuropod_path=path, model_name="add", entrypoint_package="addition", entrypoint="get_model",
-        code_path_spec=[{"python_root": str(code.parent), "dirs_to_package": ["addition"]}], **COMMON,
+        neuropod_path=path,
+        model_name="add",
+        entrypoint_package="addition",
+        entrypoint="get_model",
+        code_path_spec=[{"python_root": str(code.parent), "dirs_to_package": ["addition"]}],
+        **COMMON,
     )
     return lambda x, y: x + y
 
@@ -138,7 +152,9 @@ BACKENDS: list[tuple[str, str | None, Callable[[Path], Raw]]] = [
 ]
 
 
-def interleaved_medians(first: Callable[[], object], second: Callable[[], object], calls: int) -> tuple[float, float]:
+def interleaved_medians(
+    first: Callable[[], object], second: Callable[[], object], calls: int
+) -> tuple[float, float]:
     """Median seconds per call of two functions, called alternately after a warm-up."""
     for _ in range(max(3, calls // 20)):
         first()
@@ -163,14 +179,19 @@ def calls_for(size: int, raw_seconds: float, quick: bool) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="fewer calls (a smoke run)")
     parser.add_argument("--only", help="comma-separated platforms to run")
     args = parser.parse_args()
     only = set(args.only.split(",")) if args.only else None
 
     rng = np.random.default_rng(0)
-    arrays = {size: (rng.random(size, dtype=np.float32), rng.random(size, dtype=np.float32)) for size in (SMALL, LARGE)}
+    arrays = {
+        size: (rng.random(size, dtype=np.float32), rng.random(size, dtype=np.float32))
+        for size in (SMALL, LARGE)
+    }
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for platform, framework, build in BACKENDS:
@@ -184,10 +205,11 @@ def main() -> None:
             raw = build(path)
             with load_neuropod(path) as model:
                 for size, (x, y) in arrays.items():
+
                     def wrapped(x: np.ndarray = x, y: np.ndarray = y) -> np.ndarray:
                         return model.infer({"x": x, "y": y})["out"]
 
-                    def direct(x: np.ndarray = x, y: np.ndarray = y) -> np.ndarray:
+                    def direct(x: np.ndarray = x, y: np.ndarray = y, raw: Raw = raw) -> np.ndarray:
                         return raw(x, y)
 
                     np.testing.assert_allclose(direct(), wrapped())
@@ -197,7 +219,10 @@ def main() -> None:
                     raw_s, wrapped_s = interleaved_medians(direct, wrapped, calls)
                     rows.append((platform, size, calls, raw_s * 1e6, wrapped_s * 1e6))
 
-    print(f"\n{'backend':12s} {'elements':>9s} {'calls':>6s} {'raw us':>10s} {'neuropod us':>12s} {'added us':>9s} {'ratio':>6s}")
+    print(
+        f"\n{'backend':12s} {'elements':>9s} {'calls':>6s} {'raw us':>10s} {'neuropod us':>12s} "
+        f"{'added us':>9s} {'ratio':>6s}"
+    )
     for platform, size, calls, raw_us, wrapped_us in rows:
         label = "4" if size == SMALL else "16M"
         print(

@@ -50,15 +50,20 @@ def package_torchscript(path: Path, work: Path) -> None:
             return {"out": x + y}
 
     create_torchscript_neuropod(
-        neuropod_path=path, model_name="addition_torchscript", module=torch.jit.script(Addition()),
-        input_spec=INPUT_SPEC, output_spec=OUTPUT_SPEC, **TEST,
+        neuropod_path=path,
+        model_name="addition_torchscript",
+        module=torch.jit.script(Addition()),
+        input_spec=INPUT_SPEC,
+        output_spec=OUTPUT_SPEC,
+        **TEST,
     )
 
 
 def package_pytorch(path: Path, work: Path) -> None:
     code = work / "pytorch_code" / "addition_pytorch"
     code.mkdir(parents=True)
-    (code / "__init__.py").write_text(textwrap.dedent('''
+    (code / "__init__.py").write_text(
+        textwrap.dedent("""
         import torch
 
         class Addition(torch.nn.Module):
@@ -73,25 +78,38 @@ def package_pytorch(path: Path, work: Path) -> None:
                     return {"out": module(torch.from_numpy(x), torch.from_numpy(y)).numpy()}
 
             return infer
-    '''))
+    """)
+    )
     create_pytorch_neuropod(
-        neuropod_path=path, model_name="addition_pytorch", input_spec=INPUT_SPEC, output_spec=OUTPUT_SPEC,
+        neuropod_path=path,
+        model_name="addition_pytorch",
+        input_spec=INPUT_SPEC,
+        output_spec=OUTPUT_SPEC,
         code_path_spec=[{"python_root": str(code.parent), "dirs_to_package": ["addition_pytorch"]}],
-        entrypoint_package="addition_pytorch", entrypoint="get_model", **TEST,
+        entrypoint_package="addition_pytorch",
+        entrypoint="get_model",
+        **TEST,
     )
 
 
 def package_python(path: Path, work: Path) -> None:
     code = work / "python_code" / "addition_numpy"
     code.mkdir(parents=True)
-    (code / "__init__.py").write_text(textwrap.dedent('''
+    (code / "__init__.py").write_text(
+        textwrap.dedent("""
         def get_model(data_dir):
             return lambda x, y: {"out": x + y}
-    '''))
+    """)
+    )
     create_python_neuropod(
-        neuropod_path=path, model_name="addition_numpy", input_spec=INPUT_SPEC, output_spec=OUTPUT_SPEC,
+        neuropod_path=path,
+        model_name="addition_numpy",
+        input_spec=INPUT_SPEC,
+        output_spec=OUTPUT_SPEC,
         code_path_spec=[{"python_root": str(code.parent), "dirs_to_package": ["addition_numpy"]}],
-        entrypoint_package="addition_numpy", entrypoint="get_model", **TEST,
+        entrypoint_package="addition_numpy",
+        entrypoint="get_model",
+        **TEST,
     )
 
 
@@ -100,15 +118,22 @@ def package_tensorflow(path: Path, work: Path) -> None:
 
     class Addition(tf.Module):
         @tf.function(
-            input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x"), tf.TensorSpec([None, 3], tf.float32, name="y")]
+            input_signature=[
+                tf.TensorSpec([None, 3], tf.float32, name="x"),
+                tf.TensorSpec([None, 3], tf.float32, name="y"),
+            ]
         )
         def __call__(self, x: tf.Tensor, y: tf.Tensor) -> dict[str, tf.Tensor]:
             return {"out": x + y}
 
     module = Addition()
     create_tensorflow_neuropod(
-        neuropod_path=path, model_name="addition_tensorflow", trackable_obj=module,
-        input_spec=INPUT_SPEC, output_spec=OUTPUT_SPEC, **TEST,
+        neuropod_path=path,
+        model_name="addition_tensorflow",
+        trackable_obj=module,
+        input_spec=INPUT_SPEC,
+        output_spec=OUTPUT_SPEC,
+        **TEST,
     )
 
 
@@ -119,8 +144,12 @@ def package_keras(path: Path, work: Path) -> None:
     y = keras.Input(shape=(3,), name="y")
     model = keras.Model(inputs={"x": x, "y": y}, outputs={"out": keras.layers.Add(name="out")([x, y])})
     create_keras_neuropod(
-        neuropod_path=path, model_name="addition_keras", model=model,
-        input_spec=INPUT_SPEC, output_spec=OUTPUT_SPEC, **TEST,
+        neuropod_path=path,
+        model_name="addition_keras",
+        model=model,
+        input_spec=INPUT_SPEC,
+        output_spec=OUTPUT_SPEC,
+        **TEST,
     )
 
 
@@ -128,8 +157,12 @@ def package_jax(path: Path, work: Path) -> None:
     import jax
 
     create_jax_neuropod(
-        neuropod_path=path, model_name="addition_jax", fn=jax.jit(lambda x, y: {"out": x + y}),
-        input_spec=INPUT_SPEC, output_spec=OUTPUT_SPEC, **TEST,
+        neuropod_path=path,
+        model_name="addition_jax",
+        fn=jax.jit(lambda x, y: {"out": x + y}),
+        input_spec=INPUT_SPEC,
+        output_spec=OUTPUT_SPEC,
+        **TEST,
     )
 
 
@@ -140,7 +173,10 @@ def package_onnx(path: Path, work: Path) -> None:
         return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", 3])
 
     graph = helper.make_graph(
-        [helper.make_node("Add", ["x", "y"], ["out"])], "addition", [tensor("x"), tensor("y")], [tensor("out")]
+        [helper.make_node("Add", ["x", "y"], ["out"])],
+        "addition",
+        [tensor("x"), tensor("y")],
+        [tensor("out")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     # The specs are read from the graph: dim_param "batch" becomes the symbol "batch".
@@ -150,8 +186,11 @@ def package_onnx(path: Path, work: Path) -> None:
 def package_placeholder(path: Path, work: Path) -> None:
     # No model yet: random outputs of the right shape, for writing the code around it.
     create_placeholder_neuropod(
-        neuropod_path=path, model_name="addition_placeholder", input_spec=INPUT_SPEC,
-        output_spec=OUTPUT_SPEC, seed=0,
+        neuropod_path=path,
+        model_name="addition_placeholder",
+        input_spec=INPUT_SPEC,
+        output_spec=OUTPUT_SPEC,
+        seed=0,
     )
 
 

@@ -57,7 +57,13 @@ def test_every_framework_runs_interleaved_in_one_process(packages: dict[str, Pat
     rng = np.random.default_rng(0)
     with ExitStack() as stack:
         models = {name: stack.enter_context(load_neuropod(path)) for name, path in packages.items()}
-        assert {model.platform for model in models.values()} == {"torchscript", "tensorflow", "keras", "jax", "onnx"}
+        assert {model.platform for model in models.values()} == {
+            "torchscript",
+            "tensorflow",
+            "keras",
+            "jax",
+            "onnx",
+        }
         for batch in (1, 3, 7, 3):
             x = rng.random((batch, 5), dtype=np.float32)
             y = rng.random((batch, 5), dtype=np.float32)

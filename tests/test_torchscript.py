@@ -636,3 +636,55 @@ def test_custom_op_loads_before_the_model_in_a_fresh_process(custom_op_packages:
 def test_custom_op_already_loaded_elsewhere(custom_op: Path, custom_op_packages: tuple[Path, Path]) -> None:
     got = run_fresh(str(custom_op), str(custom_op_packages[0]))
     assert got == {"before": False, "results": [[1.0, 2.0, 3.0]]}
+
+
+# --- threads ----------------------------------------------------------------------------------
+
+
+def test_thread_options_set_torchs_pools_and_reject_bad_values(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    # In a fresh process: the inter-op pool can only be sized before torch first uses it.
+    code = textwrap.dedent(f"""
+        import torch
+        import numpy as np
+        from neuropod import load_neuropod, OptionError
+        from neuropod.packagers import create_torchscript_neuropod
+
+        class Identity(torch.nn.Module):
+            def forward(self, x):
+                return {{"out": x}}
+
+        spec = [{{"name": "x", "dtype": "float32", "shape": (None,)}}]
+        path = {str(tmp_path / "m")!r}
+        create_torchscript_neuropod(neuropod_path=path, model_name="m", module=torch.jit.script(Identity()),
+                                    input_spec=spec, output_spec=[dict(spec[0], name="out")])
+        with load_neuropod(path, intra_op_threads=1, inter_op_threads=3) as model:
+            model.infer({{"x": np.ones(2, np.float32)}})
+        assert torch.get_num_threads() == 1 and torch.get_num_interop_threads() == 3
+        try:
+            load_neuropod(path, inter_op_threads=2)
+        except OptionError as error:
+            print("OptionError:", error)
+        try:
+            load_neuropod(path, intra_op_threads=0)
+        except OptionError as error:
+            print("OptionError:", error)
+    """)
+    # A file, not -c: torch.jit.script reads the source of what it compiles.
+    script = tmp_path / "threads.py"
+    script.write_text(code)
+    result = subprocess.run(
+        [sys.executable, "-W", "ignore::DeprecationWarning", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(
+        "OptionError: inter_op_threads=2 cannot be applied: torch's inter-op pool already runs 3"
+    )
+    assert lines[1] == "OptionError: intra_op_threads must be a positive int, got 0"

@@ -35,6 +35,16 @@ EXTRAS: dict[str, str] = {
     "keras": "keras",
 }
 
+#: The module each built-in platform's framework is imported as (``None``: numpy alone).
+FRAMEWORK_MODULES: dict[str, str | None] = {
+    "python": None,
+    "torchscript": "torch",
+    "tensorflow": "tensorflow",
+    "keras": "keras",
+    "onnx": "onnxruntime",
+    "jax": "jax",
+}
+
 BackendRef = str | type[Backend]
 
 _registered: dict[str, BackendRef] = {}

@@ -2,8 +2,8 @@
 
 The model runs on whichever Keras backend the process uses (``KERAS_BACKEND``, read when
 Keras is first imported), called directly in inference mode: no session, no ``predict`` loop.
-Tested on the TensorFlow and JAX backends of Keras 3; the PyTorch backend should work for
-models that Keras can move between backends, but is not tested. String tensors need the
+Tested on the TensorFlow, JAX and PyTorch backends of Keras 3 (the latter two in fresh
+processes, since the backend is chosen when Keras is imported). String tensors need the
 TensorFlow backend (the others have no string type).
 """
 

@@ -40,6 +40,10 @@ class TorchScriptBackend(Backend):
     (read-only and negative-stride arrays are copied, since torch cannot view them) and CPU
     outputs become arrays without one. The module runs without autograd.
 
+    ``intra_op_threads`` and ``inter_op_threads`` set torch's thread pools. torch has one pool
+    of each per process, so they apply to every torch model in it; the inter-op pool can only be
+    sized before torch first uses it (a different size afterwards is an ``OptionError``).
+
     With ``visible_gpu`` set and CUDA available, the module runs on that GPU and inputs whose
     ``input_tensor_device`` is ``GPU`` are moved there; otherwise everything runs on the CPU,
     as in the original, and a warning is logged.
@@ -48,8 +52,16 @@ class TorchScriptBackend(Backend):
     (a library whose bytes were already loaded, from any path, is not loaded again).
     """
 
-    def __init__(self, package: Package, *, visible_gpu: int | None = None):
+    def __init__(
+        self,
+        package: Package,
+        *,
+        visible_gpu: int | None = None,
+        intra_op_threads: int | None = None,
+        inter_op_threads: int | None = None,
+    ):
         super().__init__(package, visible_gpu=visible_gpu)
+        _set_threads(intra_op_threads, inter_op_threads)
         config = package.config
         for op in config.custom_ops:
             _load_custom_op(package, op)
@@ -75,9 +87,8 @@ class TorchScriptBackend(Backend):
         self._takes_dict = len(arguments) == 1 and _is_str_dict(arguments[0].type)
         self._arg_names = tuple(arg.name for arg in arguments)
         # Spec inputs that forward cannot take; checked per call only when there are any.
-        self._not_arguments = (
-            frozenset() if self._takes_dict else frozenset(s.name for s in config.inputs) - set(self._arg_names)
-        )
+        spec_names = frozenset(spec.name for spec in config.inputs)
+        self._not_arguments = frozenset() if self._takes_dict else spec_names - set(self._arg_names)
         self._string_inputs = frozenset(s.name for s in config.inputs if s.dtype == STRING)
         self._on_gpu = self.device.type == "cuda"
         self._input_device = {
@@ -154,6 +165,23 @@ class TorchScriptBackend(Backend):
 
 def _is_str_dict(arg_type: Any) -> bool:
     return bool(arg_type.kind() == "DictType" and arg_type.getKeyType().kind() == "StringType")
+
+
+def _set_threads(intra_op_threads: int | None, inter_op_threads: int | None) -> None:
+    for name, value in {"intra_op_threads": intra_op_threads, "inter_op_threads": inter_op_threads}.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise OptionError(f"{name} must be a positive int, got {value!r}")
+    if intra_op_threads is not None:
+        torch.set_num_threads(intra_op_threads)
+    if inter_op_threads is not None and inter_op_threads != torch.get_num_interop_threads():
+        try:
+            torch.set_num_interop_threads(inter_op_threads)
+        except RuntimeError:
+            raise OptionError(
+                f"inter_op_threads={inter_op_threads} cannot be applied: torch's inter-op pool "
+                f"already runs {torch.get_num_interop_threads()} threads in this process (it can "
+                f"only be sized before torch first uses it)"
+            ) from None
 
 
 def _choose_device(visible_gpu: int | None) -> torch.device:

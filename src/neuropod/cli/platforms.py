@@ -6,17 +6,7 @@ import argparse
 import importlib.util
 
 from neuropod.cli.output import table
-from neuropod.registry import EXTRAS, platforms
-
-#: The module each platform's framework is imported as; ``None``: the backend needs numpy alone.
-FRAMEWORK_MODULES: dict[str, str | None] = {
-    "python": None,
-    "torchscript": "torch",
-    "tensorflow": "tensorflow",
-    "keras": "keras",
-    "onnx": "onnxruntime",
-    "jax": "jax",
-}
+from neuropod.registry import EXTRAS, FRAMEWORK_MODULES, platforms
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

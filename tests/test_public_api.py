@@ -16,6 +16,7 @@ def test_all_is_pinned_and_sorted():
     assert neuropod.__all__ == [
         "BackendUnavailable",
         "InferenceError",
+        "InferenceTimeout",
         "IntegrityError",
         "ModelClosedError",
         "NeuropodError",
@@ -27,6 +28,7 @@ def test_all_is_pinned_and_sorted():
         "TestDataMismatch",
         "UnsafeArchiveError",
         "ValidationError",
+        "WorkerCrashed",
         "__version__",
         "load_neuropod",
     ]

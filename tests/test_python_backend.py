@@ -304,11 +304,14 @@ def test_entrypoint_raising(tmp_path: Path) -> None:
 
 
 def test_missing_dependency(tmp_path: Path) -> None:
+    # Laid out as the original would: requirements the resolver never pinned, no manifest.
     path = build(
         tmp_path / "needy",
         simple("import neuropod_no_such_dependency\n\ndef get_model(d):\n    pass\n"),
-        requirements="neuropod_no_such_dependency==1.0\n",
+        package_as_zip=False,
     )
+    (path / "0" / "requirements.in").write_text("neuropod_no_such_dependency==1.0\n")
+    (path / "manifest.json").unlink()
     with pytest.raises(BackendUnavailable, match="neuropod_no_such_dependency.*0/requirements.in") as info:
         load_neuropod(path)
     assert isinstance(info.value.__cause__, ModuleNotFoundError)
@@ -503,10 +506,9 @@ def test_package_layout(tmp_path: Path) -> None:
     path = build(
         tmp_path / "layout",
         {"model/main.py": "def get_model(d):\n    return lambda x: {'out': x}\n", "model/sub/deep.py": ""},
-        requirements="numpy>=1.24\n",
         package_as_zip=False,
     )
-    assert (path / "0" / "requirements.in").read_text() == "numpy>=1.24\n"
+    # (requirements and their lock file are tested in test_environments.py, offline)
     assert json.loads((path / "0" / "config.json").read_text()) == {
         "entrypoint": "get_model",
         "entrypoint_package": "model.main",

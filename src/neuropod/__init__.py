@@ -11,6 +11,7 @@ when a model of its platform is loaded.
 from neuropod.errors import (
     BackendUnavailable,
     InferenceError,
+    InferenceTimeout,
     IntegrityError,
     ModelClosedError,
     NeuropodError,
@@ -20,6 +21,7 @@ from neuropod.errors import (
     TestDataMismatch,
     UnsafeArchiveError,
     ValidationError,
+    WorkerCrashed,
 )
 from neuropod.loader import load_neuropod
 from neuropod.model import NeuropodModel
@@ -30,6 +32,7 @@ __version__ = "0.4.0"
 __all__ = [
     "BackendUnavailable",
     "InferenceError",
+    "InferenceTimeout",
     "IntegrityError",
     "ModelClosedError",
     "NeuropodError",
@@ -41,6 +44,7 @@ __all__ = [
     "TestDataMismatch",
     "UnsafeArchiveError",
     "ValidationError",
+    "WorkerCrashed",
     "__version__",
     "load_neuropod",
 ]

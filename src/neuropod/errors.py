@@ -13,6 +13,8 @@
     ├── OptionError (TypeError)              an unknown or invalid option was passed
     ├── BackendUnavailable (ImportError)     no backend for a platform, or its framework is not installed
     ├── InferenceError (RuntimeError)        the model itself failed while running
+    ├── WorkerCrashed (RuntimeError)         the worker process running the model died (``use_ope=True``)
+    ├── InferenceTimeout (TimeoutError)      a call outlived its timeout; the worker was killed
     └── ModelClosedError (RuntimeError)      the model was used after ``close``
 
 Every class derives from the builtin that code written for the original Neuropod catches, so
@@ -25,6 +27,7 @@ from __future__ import annotations
 __all__ = [
     "BackendUnavailable",
     "InferenceError",
+    "InferenceTimeout",
     "IntegrityError",
     "ModelClosedError",
     "NeuropodError",
@@ -34,6 +37,7 @@ __all__ = [
     "TestDataMismatch",
     "UnsafeArchiveError",
     "ValidationError",
+    "WorkerCrashed",
 ]
 
 
@@ -81,6 +85,22 @@ class BackendUnavailable(NeuropodError, ImportError):
 
 class InferenceError(NeuropodError, RuntimeError):
     """The model raised while running; the framework's exception is the ``__cause__``."""
+
+
+class WorkerCrashed(NeuropodError, RuntimeError):
+    """The worker process running an out-of-process model died (signal, exit, out of memory).
+
+    The call that was running fails with it; the next call starts a fresh worker, unless the
+    model's ``max_restarts`` are used up.
+    """
+
+
+class InferenceTimeout(NeuropodError, TimeoutError):
+    """An out-of-process call took longer than the model's ``timeout``.
+
+    The worker was killed (a hung model cannot be interrupted otherwise); the next call starts a
+    fresh one.
+    """
 
 
 class ModelClosedError(NeuropodError, RuntimeError):

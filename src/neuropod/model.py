@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from neuropod.backends.base import Backend
-from neuropod.errors import InferenceError, ModelClosedError, NeuropodError
-from neuropod.package.package import Package
+from neuropod.errors import InferenceError, ModelClosedError, NeuropodError, ValidationError
+from neuropod.package.config import ModelConfig
+from neuropod.spec.dtypes import numpy_dtype
 from neuropod.spec.tensor_spec import TensorSpec
 from neuropod.spec.validation import TensorValidator
+
+
+class ModelSource(Protocol):
+    """Where a model comes from: an opened ``Package``, or a server (``neuropod.remote``)."""
+
+    @property
+    def config(self) -> ModelConfig:
+        """The model's name, platform and specs."""
+
+    @property
+    def path(self) -> Path | str:
+        """The package's path, or the server's model URL."""
+
+    def close(self) -> None:
+        """Release what the source holds (a zip's extracted files). Idempotent."""
 
 
 class NeuropodModel:
@@ -24,7 +40,7 @@ class NeuropodModel:
     mistake with the same error. Use it as a context manager, or call ``close``.
     """
 
-    def __init__(self, package: Package, backend: Backend, *, require_all_inputs: bool = False):
+    def __init__(self, package: ModelSource, backend: Backend, *, require_all_inputs: bool = False):
         self._package = package
         self._backend: Backend | None = backend
         config = package.config
@@ -42,8 +58,8 @@ class NeuropodModel:
         return self._package.config.platform
 
     @property
-    def path(self) -> Path:
-        """Where the package was loaded from."""
+    def path(self) -> Path | str:
+        """Where the model was loaded from: the package's path, or a remote model's URL."""
         return self._package.path
 
     @property
@@ -94,6 +110,81 @@ class NeuropodModel:
             ) from exc
         self._check_outputs(outputs)
         return outputs
+
+    def allocate(self, name: str, shape: Sequence[int]) -> np.ndarray:
+        """An uninitialized array for input ``name``, of its spec's dtype, to fill and pass to ``infer``.
+
+        Out of process (``use_ope=True``) the array lives in shared memory, so ``infer`` sends
+        it without copying a byte, however large; the memory is reused once no array views it.
+        In process it is an ordinary array, so code that allocates runs either way.
+
+        Args:
+            name: a numeric input of the spec (string widths are not known ahead).
+            shape: the array's shape; it must fit the spec.
+
+        Returns:
+            The array, uninitialized. It may be filled and passed to ``infer`` any number of times.
+
+        Raises:
+            ValidationError: ``name`` is not a numeric input, or ``shape`` breaks its spec.
+            ModelClosedError: the model was closed.
+        """
+        backend = self._open_backend()
+        spec = self._input_spec(name)
+        dtype = numpy_dtype(spec.dtype)
+        if dtype is None:
+            raise ValidationError(
+                f"Tensor '{name}' in the input spec is a string tensor; allocate() makes numeric "
+                f"tensors only (pass strings to infer or seal)"
+            )
+        try:
+            probe = np.broadcast_to(np.empty((), dtype), tuple(shape))  # a shape without memory
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(
+                f"allocate() got an invalid shape {shape!r} for tensor '{name}': {exc}"
+            ) from None
+        self._check_one(name, probe)
+        allocate = getattr(backend, "allocate", None)
+        return np.empty(probe.shape, dtype) if allocate is None else allocate(dtype, probe.shape)
+
+    def seal(self, name: str, array: np.ndarray) -> np.ndarray:
+        """Say that input ``name`` is final, so that its transfer happens now rather than in ``infer``.
+
+        Out of process, an array from ``allocate`` is returned as it is (it is in shared memory
+        already); any other array is copied into shared memory now and the copy is returned, so
+        the call that gets it sends no bytes. In process the array is returned as it is. Pass
+        the returned array to ``infer`` and leave it unchanged while a call uses it.
+
+        Args:
+            name: an input of the spec.
+            array: its value, checked against the spec now.
+
+        Returns:
+            The array to pass to ``infer`` as ``name``.
+
+        Raises:
+            ValidationError: the array breaks the spec, or ``name`` is not an input.
+            ModelClosedError: the model was closed.
+        """
+        backend = self._open_backend()
+        self._check_one(name, array)
+        seal = getattr(backend, "seal", None)
+        return array if seal is None else seal(array)
+
+    def _open_backend(self) -> Backend:
+        backend = self._backend
+        if backend is None:
+            raise ModelClosedError(f"Model '{self.name}' is closed")
+        return backend
+
+    def _input_spec(self, name: str) -> TensorSpec:
+        specs = {spec.name: spec for spec in self.input_specs}
+        if name not in specs:
+            self._check_one(name, np.empty(0))  # raises the validator's "not found in the spec"
+        return specs[name]
+
+    def _check_one(self, name: str, array: np.ndarray) -> None:
+        TensorValidator(self.input_specs, "input")({name: array})
 
     def close(self) -> None:
         """Release the backend and the package's extracted files. Idempotent."""

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from neuropod import __version__
-from neuropod.cli import infer, inspect, placeholder, platforms, test
+from neuropod.cli import env, infer, inspect, placeholder, platforms, run, serve, test
 from neuropod.cli.errors import CommandError
 from neuropod.cli.output import one_line
 from neuropod.errors import NeuropodError
@@ -22,7 +22,7 @@ from neuropod.errors import NeuropodError
 PROG = "neuropod"
 
 #: The command modules, in the order ``--help`` lists them.
-COMMANDS = (inspect, infer, test, placeholder, platforms)
+COMMANDS = (inspect, infer, run, test, placeholder, platforms, serve, env)
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypedDict
 
+from neuropod.environments.versions import VersionRange
 from neuropod.errors import OptionError, PackageError
 from neuropod.package.builder import PackageBuilder
 from neuropod.package.config import ModelConfig
@@ -54,7 +55,8 @@ def create_package(
 
     Raises:
         OptionError: ``common`` holds a keyword no packager takes.
-        SpecError, PackageError: a spec or argument is malformed; nothing is left behind.
+        SpecError, PackageError: a spec, argument or ``platform_version_semver`` is malformed;
+            nothing is left behind.
         TestDataMismatch: the self-test's outputs differ; the package is removed.
     """
     unknown = sorted(set(common) - COMMON_ARGS)
@@ -81,6 +83,7 @@ def create_package(
         input_tensor_device=common.get("input_tensor_device"),
         default_input_tensor_device=common.get("default_input_tensor_device", "GPU"),
     )
+    VersionRange(config.platform_version_semver)  # an invalid range is a packaging error
     with PackageBuilder(
         neuropod_path,
         package_as_zip=common.get("package_as_zip", True),

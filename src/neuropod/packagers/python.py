@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from neuropod.environments.lock import lock_requirements
 from neuropod.errors import PackageError
 from neuropod.package import layout
 from neuropod.package.builder import PackageBuilder
@@ -49,10 +50,16 @@ def create_python_neuropod(
             to ``0/code`` keeping the relative paths (``*.pyc`` and ``__pycache__`` are skipped).
         entrypoint_package: the module holding the entrypoint, e.g. ``"my_model.main"``.
         entrypoint: the entrypoint function's name.
-        requirements: pip requirements of the code, stored as ``0/requirements.in``.
+        requirements: pip requirements of the code (pip's format; option lines such as
+            ``--find-links DIR`` or ``--no-index`` are kept), stored as ``0/requirements.in`` and
+            locked with uv into ``0/requirements.lock``, preferring the versions installed here.
+            At load, a model whose locked versions are not installed runs in an environment of
+            its own (see ``neuropod.environments``).
         **common: the arguments every packager takes (see the README).
 
     Raises:
+        RequirementsError: the requirements cannot be locked (the message quotes the resolver).
+        BackendUnavailable: requirements are given and uv is not installed.
         PackageError: a data file or code directory is missing, a ``packaged_name`` is not a
             relative path or is used twice, the package would land inside a ``python_root``,
             or the entrypoint is not a Python name. Nothing is written then.
@@ -83,6 +90,8 @@ def create_python_neuropod(
         _copy_code(builder.root / layout.CODE_DIR, code)
         if requirements is not None:
             (builder.root / layout.REQUIREMENTS_IN).write_text(requirements, encoding="utf-8")
+            lock = lock_requirements(requirements)
+            (builder.root / layout.REQUIREMENTS_LOCK).write_text(lock, encoding="utf-8")
         builder.write_backend_config({"entrypoint": entrypoint, "entrypoint_package": entrypoint_package})
 
     create_package(

@@ -1,0 +1,383 @@
+"""Serving throughput and latency: NVIDIA's perf_analyzer against ``neuropod serve`` and KServe.
+
+Both servers serve the same two identity models (``out = x``, FP32 rows): ``small`` of 4
+elements and ``large`` of 1,048,576 (4 MB). Every case runs perf_analyzer (through
+``scripts/perf_analyzer.sh``, which fetches it and the C library it needs) against one server,
+the two servers one after the other for each case:
+
+- protocols: HTTP with binary tensors, HTTP with JSON tensors, gRPC;
+- concurrency 1 and 8;
+- with and without system shared memory (neuropod only: KServe has no shared-memory extension,
+  so its rows without shared memory are the reference for ours with it).
+
+Prints one table (throughput, p50/p99 latency, ratio to KServe) and writes it as JSON to
+``.bench/serve-results.json``::
+
+    python bench/serve.py [--quick] [--servers neuropod,kserve] [--protocols http-binary,grpc]
+                          [--sizes small,large] [--concurrency 1,8] [--shm no,yes]
+
+KServe runs from its own virtual environment (``.bench/kserve-venv``, created with uv on first
+use) through ``bench/serve_kserve_model.py``. perf_analyzer keeps every request's tensors in
+memory, so each measurement window is a bounded number of requests (``--measurement-mode
+count_windows``), fewer for 4 MB tensors.
+
+perf_analyzer 2.58-2.60 sends one element in place of a whole tensor with
+``--input-tensor-format json`` when the model configuration has ``max_batch_size`` 0, so both
+servers report ``max_batch_size`` 8 and perf_analyzer sends batches of one row. KServe's JSON
+answers carry ``"parameters": null``, which perf_analyzer's JSON reader rejects: its HTTP JSON
+rows fail, a gap of KServe's that the table shows as it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("NEUROPOD_BENCH_CACHE", ROOT / ".bench"))
+PERF_ANALYZER = ROOT / "scripts" / "perf_analyzer.sh"
+KSERVE_VERSION = "0.21.0"
+KSERVE_VENV = CACHE / "kserve-venv"
+
+SIZES = {"small": 4, "large": 1 << 20}
+PROTOCOLS = ("http-binary", "http-json", "grpc")
+MAX_BATCH_SIZE = 8
+#: The address space perf_analyzer may use.
+PERF_ANALYZER_MEMORY = 8 << 30
+
+IDENTITY = """
+    def get_model(data_dir):
+        def identity(x):
+            return {"out": x}
+
+        return identity
+"""
+
+
+@dataclass(frozen=True)
+class Case:
+    server: str
+    protocol: str
+    size: str
+    concurrency: int
+    shm: bool
+
+    @property
+    def reference(self) -> Case:
+        """The KServe case this one is compared with."""
+        return Case("kserve", self.protocol, self.size, self.concurrency, False)
+
+
+@dataclass
+class Result:
+    case: Case
+    infer_per_s: float | None = None
+    p50_us: float | None = None
+    p99_us: float | None = None
+    error: str = ""
+
+
+# --- The servers -------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_ready(http_url: str, models: list[str], process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}; see {log}")
+        try:
+            for name in models:
+                with urllib.request.urlopen(f"{http_url}/v2/models/{name}/ready", timeout=2) as answer:
+                    if answer.status != 200:
+                        raise OSError(answer.status)
+            return
+        except (OSError, urllib.error.URLError):
+            time.sleep(0.2)
+    raise RuntimeError(f"the server at {http_url} was not ready within 180 s; see {log}")
+
+
+@contextmanager
+def running(command: list[str], name: str, http_port: int, logs: Path) -> Iterator[None]:
+    log = logs / f"{name}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        wait_ready(f"http://127.0.0.1:{http_port}", list(SIZES), process, log)
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def build_repository(root: Path) -> Path:
+    """A repository folder with the two identity models, each reporting ``max_batch_size``."""
+    from neuropod.packagers import create_python_neuropod
+
+    repository = root / "repository"
+    code = root / "code" / "identity"
+    code.mkdir(parents=True)
+    (code / "__init__.py").write_text(textwrap.dedent(IDENTITY))
+    for name, elements in SIZES.items():
+        folder = repository / name
+        folder.mkdir(parents=True)
+        spec = [{"name": "x", "dtype": "float32", "shape": ("batch", elements)}]
+        create_python_neuropod(
+            neuropod_path=folder / f"{name}.zip",
+            model_name=name,
+            input_spec=spec,
+            output_spec=[{**spec[0], "name": "out"}],
+            code_path_spec=[{"python_root": str(code.parent), "dirs_to_package": ["identity"]}],
+            entrypoint_package="identity",
+            entrypoint="get_model",
+        )
+        options = {"package": f"{name}.zip", "max_batch_size": MAX_BATCH_SIZE}
+        (folder / "neuropod-serve.json").write_text(json.dumps(options))
+    return repository
+
+
+@contextmanager
+def neuropod_server(root: Path, logs: Path) -> Iterator[tuple[int, int]]:
+    http_port, grpc_port = free_port(), free_port()
+    command = [
+        sys.executable, "-m", "neuropod.cli", "serve",
+        "--repository", str(build_repository(root)),
+        "--http-port", str(http_port), "--grpc-port", str(grpc_port),
+    ]  # fmt: skip
+    with running(command, "neuropod-serve", http_port, logs):
+        yield http_port, grpc_port
+
+
+def kserve_python() -> Path:
+    """The Python of KServe's virtual environment, created on first use."""
+    python = KSERVE_VENV / "bin" / "python"
+    marker = KSERVE_VENV / f".kserve-{KSERVE_VERSION}"
+    if marker.exists():
+        return python
+    print(f"creating {KSERVE_VENV} with kserve=={KSERVE_VERSION} ...", file=sys.stderr)
+    uv = shutil.which("uv") or shutil.which("uv", path=str(Path(sys.executable).parent))
+    if uv:
+        subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(KSERVE_VENV)], check=True)
+        subprocess.run(
+            [uv, "pip", "install", "-q", "--python", str(python), f"kserve=={KSERVE_VERSION}"], check=True
+        )
+    else:
+        subprocess.run([sys.executable, "-m", "venv", str(KSERVE_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", f"kserve=={KSERVE_VERSION}"], check=True)
+    marker.touch()
+    return python
+
+
+def kserve_configs(folder: Path) -> Path:
+    """Triton ``ModelConfigResponse`` messages for KServe's added model-configuration call."""
+    from tritonclient.grpc import model_config_pb2, service_pb2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, elements in SIZES.items():
+        tensor = {"data_type": model_config_pb2.TYPE_FP32, "dims": [elements]}
+        config = model_config_pb2.ModelConfig(
+            name=name,
+            platform="kserve",
+            max_batch_size=MAX_BATCH_SIZE,
+            input=[model_config_pb2.ModelInput(name="x", **tensor)],
+            output=[model_config_pb2.ModelOutput(name="out", **tensor)],
+        )
+        reply = service_pb2.ModelConfigResponse(config=config)
+        (folder / f"{name}.pb").write_bytes(reply.SerializeToString())
+    return folder
+
+
+@contextmanager
+def kserve_server(root: Path, logs: Path) -> Iterator[tuple[int, int]]:
+    http_port, grpc_port = free_port(), free_port()
+    command = [
+        str(kserve_python()), str(ROOT / "bench" / "serve_kserve_model.py"),
+        *(f"--model={name}:{elements}" for name, elements in SIZES.items()),
+        "--config-dir", str(kserve_configs(root / "kserve-config")),
+        "--http_port", str(http_port), "--grpc_port", str(grpc_port),
+        # KServe logs every request at INFO when it configures logging; unconfigured, it does not.
+        "--configure_logging", "False",
+    ]  # fmt: skip
+    with running(command, "kserve", http_port, logs):
+        yield http_port, grpc_port
+
+
+# --- Measuring ----------------------------------------------------------------------------------
+
+
+def _bound_memory() -> None:
+    # perf_analyzer keeps every response; past this it fails alone rather than wake the OOM killer.
+    resource.setrlimit(resource.RLIMIT_AS, (PERF_ANALYZER_MEMORY, PERF_ANALYZER_MEMORY))
+
+
+def request_count(case: Case, quick: bool) -> int:
+    """Requests per measurement window: perf_analyzer holds every one's tensors in memory."""
+    if case.size == "small":
+        return 300 if quick else 1000
+    if case.protocol == "http-json" and not case.shm:
+        return 4 if quick else 8
+    return 15 if quick else 40
+
+
+def measure(case: Case, ports: tuple[int, int], quick: bool, work: Path) -> Result:
+    """One perf_analyzer run, tried again once with looser bounds if it does not stabilize, or
+    with half the requests per window if it runs out of memory."""
+    count = request_count(case, quick)
+    result = _perf_analyzer(case, ports, count, work, stability=50, trials=6)
+    if "stable measurement" in result.error or result.error.startswith("exit status"):
+        result = _perf_analyzer(case, ports, count, work, stability=100, trials=10)
+    elif "of memory" in result.error:
+        result = _perf_analyzer(case, ports, max(count // 2, 4), work, stability=50, trials=6)
+    return result
+
+
+def _perf_analyzer(
+    case: Case, ports: tuple[int, int], count: int, work: Path, *, stability: int, trials: int
+) -> Result:
+    http_port, grpc_port = ports
+    grpc = case.protocol == "grpc"
+    report = work / "perf.csv"
+    report.unlink(missing_ok=True)
+    command = [
+        str(PERF_ANALYZER), "-m", case.size,
+        "-u", f"127.0.0.1:{grpc_port if grpc else http_port}", "-i", "grpc" if grpc else "http",
+        "--concurrency-range", str(case.concurrency),
+        "--measurement-mode", "count_windows",
+        "--measurement-request-count", str(count),
+        "--stability-percentage", str(stability), "--max-trials", str(trials),
+        "-f", str(report),
+    ]  # fmt: skip
+    if case.protocol == "http-json":
+        command += ["--input-tensor-format", "json", "--output-tensor-format", "json"]
+    if case.shm:
+        command += ["--shared-memory", "system", "--output-shared-memory-size", str(SIZES[case.size] * 4)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=400, preexec_fn=_bound_memory)
+    except subprocess.TimeoutExpired:
+        return Result(case, error="perf_analyzer ran past 400 s")
+    if done.returncode in (-6, -9) or "bad_alloc" in done.stderr:
+        return Result(case, error=f"perf_analyzer ran out of its {PERF_ANALYZER_MEMORY >> 30} GiB of memory")
+    if done.returncode != 0 or not report.exists():
+        lines = [line.strip() for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+        reasons = [line for line in lines if "error" in line.lower() or "failed" in line.lower()]
+        return Result(case, error=(reasons[-1] if reasons else f"exit status {done.returncode}")[:300])
+    with report.open() as file:
+        row = next(csv.DictReader(file))
+    return Result(case, float(row["Inferences/Second"]), float(row["p50 latency"]), float(row["p99 latency"]))
+
+
+# --- The table ----------------------------------------------------------------------------------
+
+
+def table(results: list[Result]) -> str:
+    """The results as a Markdown table, with a note for each failed case."""
+    by_case = {result.case: result for result in results}
+    head = ("server", "protocol", "model", "conc.", "shm", "infer/s", "p50 us", "p99 us", "vs KServe")
+    rows = [head, tuple("---" for _ in head)]
+    for result in results:
+        case = result.case
+        cells = [case.server, case.protocol, "4 floats" if case.size == "small" else "4 MB"]
+        cells += [str(case.concurrency), _yes(case.shm)]
+        if result.error or result.infer_per_s is None:
+            rows.append((*cells, "failed", "", "", ""))
+            continue
+        reference = by_case.get(case.reference)
+        ratio = ""
+        if case.server != "kserve" and reference is not None:
+            if reference.infer_per_s:
+                ratio = f"{result.infer_per_s / reference.infer_per_s:.1f}x" + ("*" if case.shm else "")
+            else:
+                ratio = "(KServe failed)"
+        throughput = result.infer_per_s
+        cells += [f"{throughput:,.0f}" if throughput >= 10 else f"{throughput:.1f}"]
+        cells += [f"{result.p50_us:,.0f}", f"{result.p99_us:,.0f}", ratio]
+        rows.append(tuple(cells))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |" for row in rows]
+    notes = ["* compared with KServe without shared memory (KServe has no shared-memory extension)"]
+    for r in results:
+        if r.error:
+            where = f"{r.case.server} {r.case.protocol} {r.case.size} c={r.case.concurrency}"
+            notes.append(f"failed: {where}{' shm' if r.case.shm else ''}: {r.error}")
+    return "\n".join([*lines, "", *notes])
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller measurement windows")
+    parser.add_argument("--servers", default="neuropod,kserve")
+    parser.add_argument("--protocols", default=",".join(PROTOCOLS))
+    parser.add_argument("--sizes", default=",".join(SIZES))
+    parser.add_argument("--concurrency", default="1,8")
+    parser.add_argument("--shm", default="no,yes", help="no, yes or both (neuropod only)")
+    args = parser.parse_args()
+    servers = args.servers.split(",")
+    shm = [flag == "yes" for flag in args.shm.split(",")]
+    cases = [
+        Case(server, protocol, size, int(concurrency), with_shm)
+        for size in args.sizes.split(",")
+        for protocol in args.protocols.split(",")
+        for concurrency in args.concurrency.split(",")
+        for with_shm in shm
+        for server in servers
+        if not (with_shm and (server == "kserve" or protocol == "http-json"))
+    ]
+    subprocess.run([str(PERF_ANALYZER), "--setup"], check=True)
+    logs = CACHE / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="neuropod-bench-") as tmp, ExitStack() as stack:
+        work = Path(tmp)
+        ports = {}
+        if "neuropod" in servers:
+            ports["neuropod"] = stack.enter_context(neuropod_server(work, logs))
+        if "kserve" in servers:
+            ports["kserve"] = stack.enter_context(kserve_server(work, logs))
+        for case in cases:
+            result = measure(case, ports[case.server], args.quick, work)
+            results.append(result)
+            shown = f"{result.infer_per_s:.1f} infer/s" if not result.error else f"failed: {result.error}"
+            print(f"{case.server:8} {case.protocol:11} {case.size:5} c={case.concurrency} "
+                  f"shm={_yes(case.shm):3} {shown}", file=sys.stderr, flush=True)  # fmt: skip
+    print(f"\n{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+          f"kserve {KSERVE_VERSION}, perf_analyzer {os.environ.get('PERF_ANALYZER_VERSION', '2.60.0')}, "
+          f"{'quick' if args.quick else 'full'} windows\n")  # fmt: skip
+    print(table(results))
+    output = CACHE / "serve-results.json"
+    rows = [{**asdict(r.case), **{k: v for k, v in asdict(r).items() if k != "case"}} for r in results]
+    output.write_text(json.dumps(rows, indent=1))
+    print(f"\n(results in {output.relative_to(ROOT) if output.is_relative_to(ROOT) else output})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""Batch inference: run a dataset through any neuropod, and compare models with one set of metrics.
+
+>>> from neuropod import batch
+>>> result = batch.run("model.zip", "data/", output="out/", batch_size=4096)  # doctest: +SKIP
+>>> batch.evaluate({"ts": "ts.zip", "onnx": "onnx.zip"}, "data/",
+...                metrics={"mae": mae}, targets=["y"])  # doctest: +SKIP
+metric         ts      onnx
+mae     0.0104561  0.0104561
+rows/s  1,874,210  1,502,933
+
+``run`` splits the dataset along the batch dim (the symbol that dim 0 of every input shares),
+writes the outputs shard by shard in the dataset's format, and resumes a killed run without
+redoing finished shards. The engine runs the batches: ``"local"`` in this process, ``"ray"``
+on a pool of Ray actors (``neuropod.integrations.ray``). Parquet and Arrow datasets need
+pyarrow (``pip install 'neuropod[batch]'``).
+"""
+
+from neuropod.batch.dataset import Dataset, DatasetError, Shard, open_dataset
+from neuropod.batch.engine import Engine, Job, LocalEngine, Task, TaskResult
+from neuropod.batch.metrics import Evaluation, Metric, evaluate
+from neuropod.batch.runner import BatchFailure, RunResult, run
+from neuropod.batch.state import STATE_FILE
+from neuropod.batch.symbol import batch_symbol
+
+__all__ = [
+    "BatchFailure",
+    "Dataset",
+    "DatasetError",
+    "Engine",
+    "Evaluation",
+    "Job",
+    "LocalEngine",
+    "Metric",
+    "RunResult",
+    "STATE_FILE",
+    "Shard",
+    "Task",
+    "TaskResult",
+    "batch_symbol",
+    "evaluate",
+    "open_dataset",
+    "run",
+]

@@ -1,0 +1,100 @@
+"""``neuropod serve``: serve packages over the Open Inference Protocol (HTTP and gRPC)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from types import FrameType
+
+from neuropod.cli.arguments import add_load_options, load_options
+from neuropod.cli.errors import CommandError
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the ``serve`` command."""
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve packages over HTTP and gRPC (KServe v2 / Triton protocol)",
+        description="Serve packages, and/or a repository folder of them, with the Open Inference "
+        "Protocol (KServe v2) and Triton's extensions, so that tritonclient, perf_analyzer and "
+        "KServe tools work unchanged. Stops on Ctrl-C or SIGTERM after the requests in flight.",
+        epilog="example: neuropod serve adder.zip --repository models/ --http-port 8000 "
+        "--load-option use_ope=true",
+    )
+    parser.add_argument("paths", metavar="PATH", nargs="*", help="a package to serve under its model name")
+    parser.add_argument(
+        "--repository",
+        metavar="DIR",
+        help="a folder of models: packages, or folders with neuropod-serve.json",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    parser.add_argument("--http-port", type=int, default=8000, help="HTTP port; 0 picks one (default: 8000)")
+    parser.add_argument("--grpc-port", type=int, default=8001, help="gRPC port; 0 picks one (default: 8001)")
+    parser.add_argument("--no-http", action="store_true", help="serve gRPC only")
+    parser.add_argument("--no-grpc", action="store_true", help="serve HTTP only")
+    parser.add_argument(
+        "--auth-token",
+        metavar="TOKEN",
+        help="require 'Authorization: Bearer TOKEN' on every request but health checks "
+        "(default: the NEUROPOD_SERVE_TOKEN environment variable, if set)",
+    )
+    parser.add_argument(
+        "--max-body-size", metavar="BYTES", type=int, default=2**31 - 1, help="largest request accepted"
+    )
+    parser.add_argument(
+        "--drain-timeout", metavar="SECONDS", type=float, default=30.0,
+        help="how long to wait for requests in flight when stopping (default: 30)",
+    )  # fmt: skip
+    add_load_options(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGINT or SIGTERM."""
+    if not args.paths and not args.repository:
+        raise CommandError("nothing to serve: give package paths, --repository DIR, or both")
+    if args.no_http and args.no_grpc:
+        raise CommandError("--no-http and --no-grpc leave nothing to serve")
+    from neuropod.serving import Server
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("uvicorn").setLevel(logging.WARNING)  # its start-up lines repeat ours
+    server = Server(
+        args.paths,
+        repository=args.repository,
+        host=args.host,
+        http_port=None if args.no_http else args.http_port,
+        grpc_port=None if args.no_grpc else args.grpc_port,
+        load_options=load_options(args),
+        auth_token=args.auth_token,
+        max_body_size=args.max_body_size,
+        drain_timeout=args.drain_timeout,
+    )
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.start()
+        for entry in server.core.repository.index():
+            reason = f" ({entry['reason']})" if entry["reason"] else ""
+            print(f"model {entry['name']}: {entry['state']}{reason}")
+        if server.http_port is not None:
+            print(f"HTTP on {server.http_url}")
+        if server.grpc_port is not None:
+            print(f"gRPC on {server.grpc_address}")
+        sys.stdout.flush()
+        while not stop.wait(0.5):
+            if server.wait(0):
+                raise CommandError("the server stopped unexpectedly")
+        print("stopping: draining requests in flight")
+    finally:
+        server.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0

@@ -1,0 +1,1 @@
+"""Integrations with other systems (``neuropod.integrations.ray``); each imports its system on use."""

@@ -1,0 +1,245 @@
+"""A Ray Serve deployment of a neuropod, speaking the Open Inference Protocol's JSON.
+
+Routes (under the application's route prefix), as ``neuropod serve`` answers them:
+
+- ``POST /v2/models/NAME/infer`` (also ``/v2/models/NAME/versions/V/infer``): the request
+  ``{"id"?, "inputs": [{"name", "shape", "datatype", "data"}], "outputs"?: [{"name"}]}``
+  gets ``{"model_name", "model_version", "id"?, "outputs": [{"name", "shape", "datatype",
+  "data"}]}``; ``data`` is inline JSON (the binary extension is not spoken here).
+- ``GET /v2/models/NAME``: the model's metadata; ``GET /v2/health/live`` and ``/ready``.
+
+Errors answer ``{"error": message}``: 400 for a request that breaks the protocol or the
+spec, 404 for another model's name, 500 when the model fails. A Python caller holding a
+``DeploymentHandle`` may also send a dict of input name -> array and get the outputs back.
+
+Concurrent requests are merged by Ray Serve's ``@serve.batch`` into one call of the model,
+concatenated along the batch dim, when the model's inputs and outputs all start with one
+batch symbol and the requests' tensors agree past dim 0; the rest run one by one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+import numpy as np
+from ray import serve
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from neuropod.batch.symbol import batch_symbol
+from neuropod.errors import NeuropodError, SpecError
+from neuropod.integrations.ray.package_source import PackageSource, package_source
+from neuropod.loader import load_neuropod
+from neuropod.protocol import BinaryReader, ProtocolError, read_tensor, spec_dtype_to_datatype, write_tensor
+from neuropod.serving.errors import classify
+from neuropod.serving.metadata import VERSION, model_metadata
+
+#: Default batching of ``neuropod_deployment``.
+MAX_BATCH_SIZE = 16
+BATCH_WAIT_TIMEOUT_S = 0.005
+
+
+@serve.deployment
+class NeuropodDeployment:
+    """Ray Serve replicas of a neuropod; build one with ``neuropod_deployment``.
+
+    Args:
+        package: where the replica finds the package.
+        load_options: ``load_neuropod``'s options.
+        name: the model's name in routes (default: the package's).
+        max_batch_size: most requests merged into one call of the model.
+        batch_wait_timeout_s: how long a request waits for others to join its batch.
+    """
+
+    def __init__(
+        self,
+        package: PackageSource,
+        load_options: Mapping[str, Any],
+        name: str | None,
+        max_batch_size: int,
+        batch_wait_timeout_s: float,
+    ):
+        self._model = load_neuropod(package.local_path(), **load_options)
+        self._name = name or self._model.name
+        self._metadata = model_metadata(
+            self._name, self._model.platform, self._model.input_specs, self._model.output_specs
+        )
+        self._datatypes = {s.name: spec_dtype_to_datatype(s.dtype) for s in self._model.output_specs}
+        self._mergeable = _batch_major(self._model)
+        # @serve.batch's settings are fixed at decoration; these methods are how to change them.
+        self._infer_batch.set_max_batch_size(max_batch_size)  # type: ignore[attr-defined]
+        self._infer_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)  # type: ignore[attr-defined]
+
+    async def __call__(self, request: Request | Mapping[str, np.ndarray]) -> Any:
+        """Answer an HTTP request, or run a handle call's dict of inputs."""
+        if not isinstance(request, Request):  # a Request is a Mapping too: of its ASGI scope
+            return _raise_or(await self._infer_batch(dict(request)))
+        parts = [part for part in request.url.path.split("/") if part]
+        try:
+            if parts[-2:] == ["health", "live"] or parts[-2:] == ["health", "ready"]:
+                return JSONResponse({parts[-1]: True})
+            if "models" not in parts:
+                return _error(404, f"No such path: {request.url.path}")
+            rest = parts[parts.index("models") + 1 :]
+            if not rest or rest[0] != self._name:
+                return _error(404, f"No model named {rest[0] if rest else ''!r} here; this is {self._name!r}")
+            if rest[-1] == "infer" and request.method == "POST":
+                return await self._infer_request(await request.body())
+            if len(rest) == 1 and request.method == "GET":
+                return JSONResponse(self._metadata)
+            return _error(404, f"No such path: {request.url.path}")
+        except Exception as exc:  # every failure answers JSON, as the protocol's server does
+            status, _ = classify(exc)
+            return _error(status, str(exc))
+
+    async def _infer_request(self, body: bytes) -> JSONResponse:
+        try:
+            request = json.loads(body)
+        except ValueError as exc:
+            raise ProtocolError(f"The request body is not JSON: {exc}") from None
+        if not isinstance(request, dict) or not isinstance(request.get("inputs"), list):
+            raise ProtocolError('The request must be a JSON object with an "inputs" list')
+        no_binary = BinaryReader(b"")
+        inputs = dict(read_tensor(entry, no_binary) for entry in request["inputs"])
+        outputs = _raise_or(await self._infer_batch(inputs))
+        wanted = request.get("outputs")
+        names = list(outputs)
+        if isinstance(wanted, list):
+            names = [str(o.get("name")) for o in wanted if isinstance(o, dict)]
+        unknown = [name for name in names if name not in outputs]
+        if unknown:
+            raise ProtocolError(f"Requested output(s) {unknown} are not outputs of model '{self._name}'")
+        response: dict[str, Any] = {"model_name": self._name, "model_version": VERSION}
+        if request.get("id") is not None:
+            response["id"] = request["id"]
+        response["outputs"] = [
+            write_tensor(name, outputs[name], binary=False, datatype=self._datatypes.get(name))[0]
+            for name in names
+        ]
+        return JSONResponse(response)
+
+    @serve.batch(max_batch_size=MAX_BATCH_SIZE, batch_wait_timeout_s=BATCH_WAIT_TIMEOUT_S)
+    async def _infer_batch(
+        self, requests: list[dict[str, np.ndarray]]
+    ) -> list[dict[str, np.ndarray] | Exception]:
+        # The model blocks; in a thread, the replica's event loop keeps gathering requests.
+        return await asyncio.to_thread(self._run, requests)
+
+    def _run(self, requests: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray] | Exception]:
+        results: list[dict[str, np.ndarray] | Exception | None] = [None] * len(requests)
+        groups: dict[Hashable, list[int]] = {}
+        for i, inputs in enumerate(requests):
+            groups.setdefault(_merge_key(inputs) if self._mergeable else i, []).append(i)
+        for members in groups.values():
+            if len(members) > 1:
+                merged = self._merged([requests[i] for i in members])
+                if merged is not None:
+                    for i, outputs in zip(members, merged, strict=True):
+                        results[i] = outputs
+                    continue
+            for i in members:
+                results[i] = self._one(requests[i])
+        return [r if r is not None else RuntimeError("no result") for r in results]
+
+    def _one(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray] | Exception:
+        try:
+            return self._model.infer(inputs)
+        except NeuropodError as exc:
+            return exc
+
+    def _merged(self, group: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]] | None:
+        """The outputs of the group's requests from one call, or ``None`` to run them one by one."""
+        rows = [len(next(iter(inputs.values()))) for inputs in group]
+        joined = {name: np.concatenate([inputs[name] for inputs in group]) for name in group[0]}
+        try:
+            outputs = self._model.infer(joined)
+        except NeuropodError:
+            return None  # one request's mistake must not fail the others
+        bounds = np.cumsum(rows)[:-1]
+        if any(array.ndim == 0 or len(array) != sum(rows) for array in outputs.values()):
+            return None
+        pieces = {name: np.split(array, bounds) for name, array in outputs.items()}
+        return [{name: pieces[name][i] for name in outputs} for i in range(len(group))]
+
+    def __del__(self) -> None:
+        model = getattr(self, "_model", None)
+        if model is not None:
+            model.close()
+
+
+def neuropod_deployment(
+    package: str | os.PathLike[str] | PackageSource,
+    *,
+    name: str | None = None,
+    num_replicas: int = 1,
+    max_batch_size: int = MAX_BATCH_SIZE,
+    batch_wait_timeout_s: float = BATCH_WAIT_TIMEOUT_S,
+    num_cpus: float = 1.0,
+    num_gpus: float = 0.0,
+    use_ope: bool = False,
+    load_options: Mapping[str, Any] | None = None,
+    ship_package: bool = False,
+) -> serve.Application:
+    """A Ray Serve application serving one neuropod; run it with ``serve.run``.
+
+    Args:
+        package: the package: a path every replica can read, or a ``PackageSource``.
+        name: the model's name in routes (default: the package's).
+        num_replicas: replicas, each loading the package once.
+        max_batch_size: most requests merged into one call of the model.
+        batch_wait_timeout_s: how long a request waits for others to join its batch.
+        num_cpus: CPUs each replica reserves.
+        num_gpus: GPUs each replica reserves (the model then runs on the replica's GPU).
+        use_ope: run the model out of process, in a worker process of each replica.
+        load_options: other ``load_neuropod`` options.
+        ship_package: put the package into Ray's object store (needs ``ray.init`` first).
+
+    Returns:
+        The application.
+
+    >>> from ray import serve  # doctest: +SKIP
+    >>> serve.run(neuropod_deployment("model.zip", num_replicas=2), route_prefix="/")  # doctest: +SKIP
+    """
+    options = dict(load_options or {})
+    if use_ope:
+        options["use_ope"] = True
+    if num_gpus and "visible_gpu" not in options:
+        options["visible_gpu"] = 0  # Ray shows a replica only its own GPUs
+    actor_options: dict[str, Any] = {"num_cpus": num_cpus}
+    if num_gpus:
+        actor_options["num_gpus"] = num_gpus
+    deployment = NeuropodDeployment.options(  # type: ignore[attr-defined]  # a Deployment, once decorated
+        num_replicas=num_replicas, ray_actor_options=actor_options
+    )
+    return deployment.bind(
+        package_source(package, ship_package), options, name, max_batch_size, batch_wait_timeout_s
+    )
+
+
+def _batch_major(model: Any) -> bool:
+    try:
+        symbol = batch_symbol(model.input_specs)
+    except SpecError:
+        return False
+    return all(spec.shape[:1] == (symbol,) for spec in model.output_specs)
+
+
+def _merge_key(inputs: Mapping[str, np.ndarray]) -> Hashable:
+    # Requests merge when their tensors differ at most in dim 0 (and are not scalars).
+    if not inputs or any(array.ndim == 0 for array in inputs.values()):
+        return object()
+    return tuple(sorted((name, array.dtype.str, array.shape[1:]) for name, array in inputs.items()))
+
+
+def _raise_or(result: dict[str, np.ndarray] | Exception) -> dict[str, np.ndarray]:
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)

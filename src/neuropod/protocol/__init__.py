@@ -1,0 +1,75 @@
+"""The Open Inference Protocol (KServe v2) with Triton's extensions, as both sides speak it.
+
+Shared by the server (``neuropod.serving``) and the remote backend, so that what one writes
+the other reads:
+
+- ``datatypes``: protocol datatypes <-> neuropod spec dtypes <-> numpy <-> Triton config types.
+- ``binary``: raw tensor bytes (binary tensor extension, gRPC raw contents), ``BYTES``
+  length-prefixed strings, splitting an HTTP body into its JSON header and binary part.
+- ``tensors``: one tensor entry of a JSON request or response, inline or binary.
+- ``grpc``: the generated gRPC messages and service, and tensors in them.
+
+Importing this package imports numpy only; ``neuropod.protocol.grpc`` imports grpc.
+"""
+
+from neuropod.protocol.binary import (
+    BINARY_DATA_SIZE,
+    HEADER_LENGTH,
+    BinaryReader,
+    decode_bytes_elements,
+    encode_bytes_elements,
+    parse_header_length,
+    raw_size,
+    split_body,
+    tensor_from_raw,
+    tensor_to_raw,
+)
+from neuropod.protocol.datatypes import (
+    BYTES,
+    DATATYPES,
+    array_datatype,
+    config_type_to_datatype,
+    datatype_to_config_type,
+    datatype_to_numpy,
+    datatype_to_spec_dtype,
+    element_size,
+    spec_dtype_to_datatype,
+)
+from neuropod.protocol.errors import ProtocolError
+from neuropod.protocol.tensors import (
+    parameters_of,
+    parse_shape,
+    read_tensor,
+    tensor_from_json,
+    tensor_to_json,
+    write_tensor,
+)
+
+__all__ = [
+    "BINARY_DATA_SIZE",
+    "BYTES",
+    "DATATYPES",
+    "HEADER_LENGTH",
+    "BinaryReader",
+    "ProtocolError",
+    "array_datatype",
+    "config_type_to_datatype",
+    "datatype_to_config_type",
+    "datatype_to_numpy",
+    "datatype_to_spec_dtype",
+    "decode_bytes_elements",
+    "element_size",
+    "encode_bytes_elements",
+    "parameters_of",
+    "parse_header_length",
+    "parse_shape",
+    "raw_size",
+    "read_tensor",
+    "spec_dtype_to_datatype",
+    "split_body",
+    "tensor_from_json",
+    "tensor_from_raw",
+    "tensor_to_json",
+    "tensor_to_raw",
+    "write_tensor",
+]

@@ -1,0 +1,220 @@
+"""Tensors in the JSON of an inference request or response, with their data inline or binary.
+
+A request's inputs and a response's outputs have the same form::
+
+    {"name": "x", "datatype": "FP32", "shape": [2, 2], "data": [1, 2, 3, 4]}
+    {"name": "x", "datatype": "FP32", "shape": [2, 2], "parameters": {"binary_data_size": 16}}
+
+so one reader and one writer serve both sides: a server reads inputs and writes outputs, a
+client writes inputs and reads outputs. JSON ``data`` is row-major, flat or nested; ``BOOL``
+is ``true``/``false`` and ``BYTES`` elements are JSON strings.
+
+>>> entry, raw = write_tensor("x", np.arange(4, dtype=np.float32).reshape(2, 2), binary=False)
+>>> entry
+{'name': 'x', 'datatype': 'FP32', 'shape': [2, 2], 'data': [0.0, 1.0, 2.0, 3.0]}
+>>> read_tensor(entry, BinaryReader(b""))
+('x', array([[0., 1.],
+       [2., 3.]], dtype=float32))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from neuropod.protocol.binary import BINARY_DATA_SIZE, BinaryReader, tensor_from_raw, tensor_to_raw
+from neuropod.protocol.datatypes import array_datatype, datatype_to_numpy
+from neuropod.protocol.errors import ProtocolError
+
+# What JSON numbers each kind of datatype accepts, by numpy kind of the parsed data.
+_ACCEPTED_KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "fiu"}
+
+
+def parse_shape(shape: object, name: str) -> tuple[int, ...]:
+    """Check a tensor's ``shape`` field: a list of non-negative ints.
+
+    Raises:
+        ProtocolError: it is anything else.
+    """
+    if isinstance(shape, list) and all(
+        type(dim) is int and dim >= 0
+        for dim in shape  # noqa: E721 - bool is not a dim
+    ):
+        return tuple(shape)
+    raise ProtocolError(f"Tensor '{name}': shape must be a list of non-negative integers, got {shape!r}")
+
+
+def tensor_from_json(data: object, datatype: str, shape: Sequence[int], *, name: str = "") -> np.ndarray:
+    """A tensor from JSON ``data`` (flat or nested, row-major).
+
+    Args:
+        data: the parsed JSON value.
+        datatype: the tensor's protocol datatype.
+        shape: its shape; the data must hold exactly ``prod(shape)`` elements.
+        name: the tensor's name, for messages.
+
+    Returns:
+        A numpy array of the datatype (str for ``BYTES``) and shape.
+
+    Raises:
+        ProtocolError: the data is not a list, is ragged, holds values of another type (a
+            float for an integer type, a number out of range, a non-string for ``BYTES``), or
+            holds another number of elements than the shape needs.
+    """
+    dtype = datatype_to_numpy(datatype)
+    if not isinstance(data, list):
+        raise ProtocolError(f"Tensor '{name}': data must be a JSON array, got {_json_kind(data)}")
+    try:
+        parsed = np.array(data, dtype=object if dtype is None else None)
+    except ValueError:
+        raise ProtocolError(f"Tensor '{name}': data is ragged (nested arrays of different lengths)") from None
+    count = math.prod(shape)
+    if parsed.size != count:
+        raise ProtocolError(
+            f"Tensor '{name}': shape {list(shape)} needs {count} elements, but data has {parsed.size}"
+        )
+    if dtype is None:
+        items = parsed.reshape(-1).tolist()
+        for i, item in enumerate(items):
+            if not isinstance(item, str):
+                raise ProtocolError(
+                    f"Tensor '{name}': BYTES data must hold JSON strings, but element {i} is "
+                    f"{_json_kind(item)}"
+                )
+        return np.array(items, dtype=str).reshape(shape)
+    if count == 0:
+        return np.empty(shape, dtype)
+    if parsed.dtype.kind not in _ACCEPTED_KINDS[dtype.kind]:
+        raise ProtocolError(
+            f"Tensor '{name}': {datatype} data must hold {_expected(dtype)}, but holds {_kind_name(parsed)}"
+        )
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        low, high = parsed.min(), parsed.max()
+        if low < info.min or high > info.max:
+            raise ProtocolError(
+                f"Tensor '{name}': {datatype} data must lie in [{info.min}, {info.max}], "
+                f"but holds {low if low < info.min else high}"
+            )
+    return parsed.astype(dtype, copy=False).reshape(shape)
+
+
+def tensor_to_json(array: np.ndarray) -> list[Any]:
+    """The flat, row-major JSON ``data`` of a tensor: numbers, booleans, or strings."""
+    if array.dtype.kind in "OSU":
+        return [item.decode("utf-8") if isinstance(item, bytes) else str(item) for item in array.flat]
+    return array.reshape(-1).tolist()
+
+
+def read_tensor(entry: object, reader: BinaryReader, *, where: str = "input") -> tuple[str, np.ndarray]:
+    """Decode one tensor entry of a request's ``inputs`` or a response's ``outputs``.
+
+    Binary data (``parameters.binary_data_size``) is taken from ``reader``, so entries must be
+    read in order. Shared-memory parameters are not handled here: a server resolves them first.
+
+    Args:
+        entry: the parsed JSON entry.
+        reader: the binary part of the body.
+        where: ``"input"`` or ``"output"``, for messages.
+
+    Returns:
+        ``(name, array)``.
+
+    Raises:
+        ProtocolError: a field is missing or malformed, or the data does not fit the shape.
+    """
+    if not isinstance(entry, dict):
+        raise ProtocolError(f"Each {where} must be a JSON object, got {_json_kind(entry)}")
+    name = entry.get("name")
+    if not isinstance(name, str):
+        raise ProtocolError(f"An {where} has no 'name' string: {_short(entry)}")
+    datatype = entry.get("datatype")
+    if not isinstance(datatype, str):
+        raise ProtocolError(f"Tensor '{name}': 'datatype' must be a string, got {datatype!r}")
+    shape = parse_shape(entry.get("shape"), name)
+    parameters = parameters_of(entry, name)
+    size = parameters.get(BINARY_DATA_SIZE)
+    if size is not None:
+        if "data" in entry:
+            raise ProtocolError(f"Tensor '{name}' has both 'data' and parameter {BINARY_DATA_SIZE}; give one")
+        datatype_to_numpy(datatype)  # an unknown datatype reads better than a size mismatch
+        return name, tensor_from_raw(reader.take(size, name), datatype, shape, name=name)
+    if "data" not in entry:
+        raise ProtocolError(f"Tensor '{name}' has no 'data' (nor parameter {BINARY_DATA_SIZE})")
+    return name, tensor_from_json(entry["data"], datatype, shape, name=name)
+
+
+def write_tensor(
+    name: str, array: np.ndarray, *, binary: bool, datatype: str | None = None
+) -> tuple[dict[str, Any], memoryview | None]:
+    """Encode one tensor as an entry of a request's ``inputs`` or a response's ``outputs``.
+
+    Args:
+        name: the tensor's name.
+        array: its value.
+        binary: send the data as binary (after the JSON) rather than inline.
+        datatype: the datatype to send (default: the array's).
+
+    Returns:
+        ``(entry, raw)``: the JSON entry, and with ``binary`` the bytes to append to the body
+        (else ``None``).
+
+    Raises:
+        ProtocolError: the array has no protocol datatype.
+    """
+    if datatype is None:
+        datatype = array_datatype(array)
+    entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+    if not binary:
+        entry["data"] = tensor_to_json(array)
+        return entry, None
+    raw = tensor_to_raw(array, datatype)
+    entry["parameters"] = {BINARY_DATA_SIZE: raw.nbytes}
+    return entry, raw
+
+
+def parameters_of(entry: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """An entry's ``parameters`` object (``{}`` when absent or null).
+
+    Raises:
+        ProtocolError: it is not a JSON object.
+    """
+    parameters = entry.get("parameters")
+    if parameters is None:
+        return {}
+    if not isinstance(parameters, dict):
+        raise ProtocolError(f"'{name}': parameters must be a JSON object, got {_json_kind(parameters)}")
+    return parameters
+
+
+def _expected(dtype: np.dtype) -> str:
+    return {"b": "true/false", "i": "integers", "u": "integers", "f": "numbers"}[dtype.kind]
+
+
+def _kind_name(parsed: np.ndarray) -> str:
+    return {"b": "booleans", "i": "integers", "u": "integers", "f": "non-integral numbers"}.get(
+        parsed.dtype.kind, "strings or other values"
+    )
+
+
+def _json_kind(value: object) -> str:
+    kinds = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return kinds.get(type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__)
+
+
+def _short(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+__all__ = [
+    "parameters_of",
+    "parse_shape",
+    "read_tensor",
+    "tensor_from_json",
+    "tensor_to_json",
+    "write_tensor",
+]

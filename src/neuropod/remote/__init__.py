@@ -1,0 +1,22 @@
+"""Remote models: ``load_neuropod("http://host:port/v2/models/NAME")`` runs a model on a server.
+
+::
+
+    load_neuropod(url, timeout=5.0)          routes URLs here (``load_remote``)
+        NeuropodModel                         validates every call, as for any backend
+        └── RemoteBackend          backend.py
+            ├── HttpTransport      http_transport.py   httpx.Client, binary tensors
+            └── GrpcTransport      grpc_transport.py   one grpc channel, raw contents
+    url.py       model URLs (http[s]://, grpc[s]://)
+    metadata.py  the model's specs, from the server's metadata
+    errors.py    server answers -> ValidationError, PackageError, InferenceError, InferenceTimeout
+
+The server is any of the Open Inference Protocol (KServe v2): ``neuropod serve``, whose
+metadata carries the exact specs, or Triton, KServe, ... whose variable dims read as ``None``.
+Importing this package imports neither httpx nor grpc; opening a model imports its protocol's.
+"""
+
+from neuropod.remote.backend import REMOTE_OPTIONS, RemoteBackend, load_remote
+from neuropod.remote.url import ModelURL, is_remote_url, parse_model_url
+
+__all__ = ["REMOTE_OPTIONS", "ModelURL", "RemoteBackend", "is_remote_url", "load_remote", "parse_model_url"]

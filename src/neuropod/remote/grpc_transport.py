@@ -1,0 +1,139 @@
+"""Calling a model over gRPC: one channel per model, tensors as raw contents.
+
+The channel (one HTTP/2 connection, multiplexing concurrent calls) stays open between calls
+and is safe to share between threads. Its message size limits are lifted as the protocol
+needs (grpc's default receive limit is 4 MB).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import grpc
+import numpy as np
+
+from neuropod.errors import InferenceError, NeuropodError
+from neuropod.protocol.errors import ProtocolError
+from neuropod.protocol.grpc import (
+    MESSAGE_SIZE_OPTIONS,
+    service_pb2,
+    service_pb2_grpc,
+    tensor_from_message,
+    tensor_to_message,
+)
+from neuropod.remote.errors import error_for_code, timeout_error
+from neuropod.remote.url import ModelURL
+
+# The parameters of Triton's model config that carry a neuropod server's exact specs.
+_SPEC_PARAMETERS = ("neuropod_platform", "neuropod_inputs", "neuropod_outputs")
+
+
+class GrpcTransport:
+    """The gRPC side of a remote model.
+
+    Args:
+        url: the model's URL.
+        timeout: seconds a call may take (its deadline), or ``None`` for no limit.
+        headers: sent with every call as gRPC metadata (names lowercased, as gRPC needs).
+    """
+
+    def __init__(self, url: ModelURL, *, timeout: float | None, headers: Mapping[str, str]):
+        self._url = url
+        self._where = f"model '{url.model}' at {url.url}"
+        self._timeout = timeout
+        self._metadata = tuple((key.lower(), value) for key, value in headers.items())
+        if url.tls:
+            self._channel = grpc.secure_channel(
+                url.authority, grpc.ssl_channel_credentials(), options=MESSAGE_SIZE_OPTIONS
+            )
+        else:
+            self._channel = grpc.insecure_channel(url.authority, options=MESSAGE_SIZE_OPTIONS)
+        self._stub = service_pb2_grpc.GRPCInferenceServiceStub(self._channel)
+
+    def model_metadata(self) -> dict[str, Any]:
+        """The model's metadata in the protocol's JSON form, with the exact specs where known.
+
+        The ``ModelMetadata`` call has no parameters, so a neuropod server's specs are read
+        from Triton's ``ModelConfig`` call; a server without that call is read from its
+        metadata alone.
+
+        Raises:
+            PackageError: no answer, or an error answer (timeouts raise ``InferenceTimeout``).
+        """
+        request = service_pb2.ModelMetadataRequest(name=self._url.model, version=self._url.version)
+        reply = self._call(self._stub.ModelMetadata, request, loading=True)
+        metadata: dict[str, Any] = {
+            "name": reply.name,
+            "platform": reply.platform,
+            "inputs": [_tensor_metadata(tensor) for tensor in reply.inputs],
+            "outputs": [_tensor_metadata(tensor) for tensor in reply.outputs],
+        }
+        try:
+            config = self._stub.ModelConfig(
+                service_pb2.ModelConfigRequest(name=self._url.model, version=self._url.version),
+                timeout=self._timeout,
+                metadata=self._metadata,
+            ).config
+        except grpc.RpcError:
+            return metadata  # not a neuropod server (or an old one): its metadata will do
+        parameters = {}
+        for key in _SPEC_PARAMETERS:
+            if key in config.parameters:
+                text = config.parameters[key].string_value
+                try:
+                    parameters[key] = text if key == "neuropod_platform" else json.loads(text)
+                except ValueError:
+                    return metadata
+        if parameters:
+            metadata["parameters"] = parameters
+        return metadata
+
+    def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the model on the server.
+
+        Raises:
+            ValidationError: the server refused the request (INVALID_ARGUMENT, RESOURCE_EXHAUSTED).
+            PackageError: the server no longer serves the model (NOT_FOUND).
+            InferenceTimeout: the timeout ran out (DEADLINE_EXCEEDED).
+            InferenceError: the model failed, or the connection did.
+        """
+        request = service_pb2.ModelInferRequest(model_name=self._url.model, model_version=self._url.version)
+        raws = request.raw_input_contents
+        for name, array in inputs.items():
+            raws.append(tensor_to_message(request.inputs.add(), name, array))
+        reply = self._call(self._stub.ModelInfer, request)
+        try:
+            outputs = {}
+            contents = reply.raw_output_contents
+            for i, tensor in enumerate(reply.outputs):
+                array = tensor_from_message(tensor, contents[i] if i < len(contents) else None)
+                # Raw contents are bytes, which numpy views read-only; local models return
+                # arrays the caller may write to.
+                outputs[tensor.name] = array if array.flags.writeable else array.copy()
+        except ProtocolError as exc:
+            raise InferenceError(f"The server's answer for {self._where} breaks the protocol: {exc}") from exc
+        return outputs
+
+    def _call(self, method: Any, request: Any, *, loading: bool = False) -> Any:
+        try:
+            return method(request, timeout=self._timeout, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise self._error(exc, loading) from exc
+
+    def _error(self, exc: grpc.RpcError, loading: bool) -> NeuropodError:
+        code = exc.code() if isinstance(exc, grpc.Call) else None
+        details = exc.details() if isinstance(exc, grpc.Call) else None
+        if code is grpc.StatusCode.DEADLINE_EXCEEDED and details == "Deadline Exceeded":
+            return timeout_error(self._timeout, self._where)  # our own deadline, not the server's
+        name = code.name if code is not None else "UNKNOWN"
+        return error_for_code(name, details or str(exc), self._where, loading=loading)
+
+    def close(self) -> None:
+        """Close the channel. Idempotent."""
+        self._channel.close()
+
+
+def _tensor_metadata(tensor: Any) -> dict[str, Any]:
+    return {"name": tensor.name, "datatype": tensor.datatype, "shape": list(tensor.shape)}

@@ -1,0 +1,153 @@
+"""Calling a model over HTTP/REST: one ``httpx.Client`` per model, binary tensors by default.
+
+A request carries its tensors as binary data after the JSON header (the binary tensor
+extension), and asks for binary outputs: no number is printed or parsed as text. With
+``binary=False`` tensors travel as JSON ``data`` instead, for servers without the extension.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+import numpy as np
+
+from neuropod.errors import InferenceError, NeuropodError, PackageError
+from neuropod.protocol.binary import HEADER_LENGTH, BinaryReader, parse_header_length, split_body
+from neuropod.protocol.errors import ProtocolError
+from neuropod.protocol.tensors import read_tensor, write_tensor
+from neuropod.remote.errors import connection_error, error_for_status, timeout_error
+from neuropod.remote.url import ModelURL
+
+_JSON = "application/json"
+
+
+class HttpTransport:
+    """The HTTP side of a remote model.
+
+    The client keeps its connections open between calls and is safe to share between threads.
+
+    Args:
+        url: the model's URL.
+        timeout: seconds each step of a call (connect, send, wait for the answer) may take,
+            or ``None`` to wait as long as the model runs.
+        binary: send and receive tensors as binary data (else as JSON).
+        headers: sent with every request (e.g. ``Authorization``).
+    """
+
+    def __init__(self, url: ModelURL, *, timeout: float | None, binary: bool, headers: Mapping[str, str]):
+        self._url = url
+        self._where = f"model '{url.model}' at {url.url}"
+        self._timeout = timeout
+        self._binary = binary
+        self._client = httpx.Client(
+            base_url=url.server, timeout=httpx.Timeout(timeout), headers=dict(headers)
+        )
+        self._model_path = url.model_path
+
+    def model_metadata(self) -> dict[str, Any]:
+        """The model's metadata (``GET /v2/models/NAME``).
+
+        Raises:
+            PackageError: no answer, or an error answer (timeouts raise ``InferenceTimeout``).
+        """
+        response = self._send("GET", self._model_path, loading=True)
+        try:
+            metadata = json.loads(response.content)
+        except ValueError:
+            metadata = None
+        if not isinstance(metadata, dict):
+            raise PackageError(
+                f"The server's metadata for {self._where} is not a JSON object: "
+                f"{bytes(response.content[:200])!r}"
+            )
+        return metadata
+
+    def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the model on the server.
+
+        Raises:
+            ValidationError: the server refused the request (400, 413).
+            PackageError: the server no longer serves the model (404).
+            InferenceTimeout: the timeout ran out.
+            InferenceError: the model failed, or the connection did.
+        """
+        entries = []
+        raws = []
+        for name, array in inputs.items():
+            entry, raw = write_tensor(name, array, binary=self._binary)
+            entries.append(entry)
+            if raw is not None:
+                raws.append(raw)
+        header = json.dumps(
+            {"inputs": entries, "parameters": {"binary_data_output": self._binary}},
+            separators=(",", ":"),
+        ).encode()
+        if raws:
+            # The tensors' bytes are sent from the arrays themselves, never joined into a copy.
+            content: bytes | list[Any] = [header, *raws]
+            size = len(header) + sum(raw.nbytes for raw in raws)
+            headers = {
+                HEADER_LENGTH: str(len(header)),
+                "Content-Length": str(size),
+                "Content-Type": "application/octet-stream",
+            }
+        else:
+            content, headers = header, {"Content-Type": _JSON}
+        response = self._send("POST", self._model_path + "/infer", content=content, headers=headers)
+        try:
+            return self._read_outputs(response)
+        except ProtocolError as exc:
+            raise InferenceError(f"The server's answer for {self._where} breaks the protocol: {exc}") from exc
+
+    def _read_outputs(self, response: _Answer) -> dict[str, np.ndarray]:
+        json_part, binary_part = split_body(
+            response.content, parse_header_length(response.headers.get(HEADER_LENGTH))
+        )
+        try:
+            answer = json.loads(bytes(json_part))
+        except ValueError as exc:
+            raise ProtocolError(f"its JSON does not parse ({exc})") from None
+        entries = answer.get("outputs") if isinstance(answer, dict) else None
+        if not isinstance(entries, list):
+            raise ProtocolError(f"it has no list of outputs: {bytes(json_part[:200])!r}")
+        reader = BinaryReader(binary_part)
+        outputs = dict(read_tensor(entry, reader, where="output") for entry in entries)
+        reader.finish()
+        return outputs
+
+    def _send(self, method: str, path: str, *, loading: bool = False, **kwargs: Any) -> _Answer:
+        try:
+            with self._client.stream(method, path, **kwargs) as response:
+                # A bytearray, not bytes: the outputs view it, and arrays over bytes would be read-only.
+                content = bytearray().join(response.iter_bytes())
+        except httpx.TimeoutException as exc:
+            raise timeout_error(self._timeout, self._where) from exc
+        except (httpx.TransportError, OSError) as exc:
+            raise connection_error(exc, self._where, loading=loading) from exc
+        answer = _Answer(response.status_code, response.headers, content)
+        if answer.status != 200:
+            raise answer.error(self._where, loading=loading)
+        return answer
+
+    def close(self) -> None:
+        """Close the connections. Idempotent."""
+        self._client.close()
+
+
+class _Answer:
+    """A response whose body was read into a bytearray."""
+
+    def __init__(self, status: int, headers: httpx.Headers, content: bytearray):
+        self.status = status
+        self.headers = headers
+        self.content = content
+
+    def error(self, where: str, *, loading: bool) -> NeuropodError:
+        try:
+            message = json.loads(self.content)["error"]
+        except (ValueError, KeyError, TypeError):
+            message = self.content.decode("utf-8", "replace").strip() or "(no message)"
+        return error_for_status(self.status, str(message), where, loading=loading)

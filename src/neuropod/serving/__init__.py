@@ -1,0 +1,22 @@
+"""Serving neuropod packages over the Open Inference Protocol (KServe v2), HTTP and gRPC.
+
+::
+
+    Server                 server.py        lifetime: load, serve on one event loop, drain, stop
+    ├── ServerCore         core.py          what both front ends share: models, shm, auth
+    │   ├── ModelRepository   repository.py the models: explicit packages + a repository folder
+    │   │   └── ServedModel   served_model.py  a loaded model: metadata, threads, stats
+    │   │       ├── options.py, metadata.py, stats.py
+    │   └── SharedMemoryRegistry  shm.py    registered system shared-memory regions
+    ├── HttpApp            http_app.py      ASGI routes (uvicorn), http_infer.py the infer call
+    │   └── metrics.py     Prometheus /metrics
+    └── InferenceServicer  grpc_service.py  inference.GRPCInferenceService (grpc.aio)
+
+Errors and their status codes: ``neuropod.serving.errors``. The wire formats shared with the
+remote backend: ``neuropod.protocol``.
+"""
+
+from neuropod.serving.options import OPTIONS_FILE, ModelOptions
+from neuropod.serving.server import TOKEN_ENV, Server
+
+__all__ = ["OPTIONS_FILE", "TOKEN_ENV", "ModelOptions", "Server"]

@@ -1,0 +1,140 @@
+"""What the server tells clients about a model: protocol metadata and Triton's model config.
+
+Both come from the package's specs. The protocol has no symbols, so a dim that is a symbol or
+``None`` is ``-1``; the specs themselves, symbols included, travel in ``parameters`` so that a
+client can rebuild them exactly:
+
+- ``neuropod_platform``: the package's platform (``"torchscript"``, ``"python"``...);
+- ``neuropod_inputs`` / ``neuropod_outputs``: the specs as the original's
+  ``[{"name", "dtype", "shape"}]`` (symbols as strings, ``None`` as null).
+
+In the model metadata these are JSON values; in the Triton config (whose parameters are
+strings) they are JSON text under ``{"string_value": ...}``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from neuropod.protocol.datatypes import datatype_to_config_type, spec_dtype_to_datatype
+from neuropod.spec.tensor_spec import TensorSpec
+
+#: The version every served model has: packages are not versioned.
+VERSION = "1"
+
+#: The Triton config's ``backend`` of every model.
+BACKEND = "neuropod"
+
+
+def platform_name(platform: str) -> str:
+    """The protocol's ``platform`` of a neuropod platform: ``torchscript`` -> ``neuropod_torchscript``."""
+    return f"{BACKEND}_{platform}"
+
+
+def protocol_dims(spec: TensorSpec) -> list[int]:
+    """A spec's shape as the protocol's dims: fixed sizes, ``-1`` for symbols and ``None``."""
+    return [dim if isinstance(dim, int) else -1 for dim in spec.shape]
+
+
+def spec_parameters(
+    platform: str, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec]
+) -> dict[str, Any]:
+    """The ``parameters`` that carry the exact specs (see the module docstring)."""
+    return {
+        "neuropod_platform": platform,
+        "neuropod_inputs": [spec.to_dict() for spec in inputs],
+        "neuropod_outputs": [spec.to_dict() for spec in outputs],
+    }
+
+
+def model_metadata(
+    name: str, platform: str, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec]
+) -> dict[str, Any]:
+    """The protocol's model metadata (``GET /v2/models/{name}``).
+
+    Args:
+        name: the served name.
+        platform: the package's platform.
+        inputs: the input specs.
+        outputs: the output specs.
+
+    Returns:
+        ``{"name", "versions", "platform", "inputs", "outputs", "parameters"}``.
+    """
+
+    def tensors(specs: Sequence[TensorSpec]) -> list[dict[str, Any]]:
+        return [
+            {"name": s.name, "datatype": spec_dtype_to_datatype(s.dtype), "shape": protocol_dims(s)}
+            for s in specs
+        ]
+
+    return {
+        "name": name,
+        "versions": [VERSION],
+        "platform": platform_name(platform),
+        "inputs": tensors(inputs),
+        "outputs": tensors(outputs),
+        "parameters": spec_parameters(platform, inputs, outputs),
+    }
+
+
+def model_config(
+    name: str,
+    platform: str,
+    inputs: Sequence[TensorSpec],
+    outputs: Sequence[TensorSpec],
+    *,
+    max_batch_size: int = 0,
+    instances: int = 1,
+    max_queue_delay_ms: float | None = None,
+) -> dict[str, Any]:
+    """Triton's model configuration, as ``GET /v2/models/{name}/config`` answers it.
+
+    With ``max_batch_size > 0`` the dims leave out the first (batch) dim, as Triton's do.
+    Absent fields are left out rather than null: perf_analyzer rejects ``null``.
+
+    Args:
+        name: the served name.
+        platform: the package's platform.
+        inputs: the input specs.
+        outputs: the output specs.
+        max_batch_size: the batch size clients may send (0: no batching dim).
+        instances: how many instances run the model.
+        max_queue_delay_ms: with dynamic batching, how long a request may wait for others.
+
+    Returns:
+        The configuration as a JSON-ready dict (the ``ModelConfig`` message's JSON form).
+    """
+
+    def tensors(specs: Sequence[TensorSpec]) -> list[dict[str, Any]]:
+        out = []
+        for spec in specs:
+            dims = protocol_dims(spec)
+            out.append(
+                {
+                    "name": spec.name,
+                    "data_type": datatype_to_config_type(spec_dtype_to_datatype(spec.dtype)),
+                    "dims": dims[1:] if max_batch_size > 0 else dims,
+                }
+            )
+        return out
+
+    parameters = spec_parameters(platform, inputs, outputs)
+    config: dict[str, Any] = {
+        "name": name,
+        "platform": platform_name(platform),
+        "backend": BACKEND,
+        "max_batch_size": max_batch_size,
+        "input": tensors(inputs),
+        "output": tensors(outputs),
+        "instance_group": [{"name": name, "kind": "KIND_CPU", "count": instances}],
+        "parameters": {
+            key: {"string_value": value if isinstance(value, str) else json.dumps(value)}
+            for key, value in parameters.items()
+        },
+    }
+    if max_queue_delay_ms is not None:
+        config["dynamic_batching"] = {"max_queue_delay_microseconds": int(max_queue_delay_ms * 1000)}
+    return config

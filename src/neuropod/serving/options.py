@@ -1,0 +1,170 @@
+"""How one model is served: its load options, read from the repository or given in code.
+
+A model of a repository folder is either a package (a package directory or ``.zip``), served
+with the server's default options, or a folder of its own holding a package and a
+``neuropod-serve.json`` file::
+
+    repository/
+        adder.zip                      served as "adder" (the file's stem)
+        classifier/                    served as "classifier" (the folder's name)
+            neuropod-serve.json
+            model.zip                  the package (or "package" in the file names it)
+
+``neuropod-serve.json`` holds one JSON object; every key is optional::
+
+    {
+        "package": "model.zip",        the package, relative to the folder (default: the one
+                                       package directory or .zip in it)
+        "options": {                   keyword arguments of load_neuropod, e.g.
+            "use_ope": true,           run the model in worker processes of its own,
+            "instances": 2,            this many of them,
+            "timeout": 10.0            and kill a call that takes longer
+        },
+        "concurrency": 2,              calls run at once (default: max_batch_size with dynamic
+                                       batching, else "instances", else 1)
+        "max_batch_size": 8,           the largest batch (0: the model does not batch); the
+                                       Triton configuration's dims then leave out dim 0
+        "dynamic_batching": {          merge concurrent requests into one call, up to
+            "max_queue_delay_ms": 2    max_batch_size rows, waiting at most this long
+        }                              (neuropod.batching.DynamicBatcher; every input and
+    }                                  output must start with one batch symbol)
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from neuropod.errors import OptionError
+from neuropod.package import layout
+
+#: The name of a model folder's serve options file.
+OPTIONS_FILE = "neuropod-serve.json"
+
+_KEYS = {"package", "options", "concurrency", "max_batch_size", "dynamic_batching"}
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """The options of one served model.
+
+    Args:
+        load_options: keyword arguments for ``load_neuropod`` (``use_ope``, ``instances``...).
+        concurrency: how many calls may run the model at once; ``None``: its ``instances``
+            option, else 1.
+        max_batch_size: the ``max_batch_size`` of the Triton model configuration (0: the
+            model does not batch, as far as clients are told).
+        dynamic_batching: ``{"max_queue_delay_ms": ...}`` to merge concurrent requests into
+            batches of up to ``max_batch_size`` rows; ``None``: no merging.
+    """
+
+    load_options: Mapping[str, Any] = field(default_factory=dict)
+    concurrency: int | None = None
+    max_batch_size: int = 0
+    dynamic_batching: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("concurrency", "max_batch_size"):
+            value = getattr(self, name)
+            if value is None and name == "concurrency":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < (name == "concurrency"):
+                raise OptionError(f"{name} must be an integer >= {int(name == 'concurrency')}, got {value!r}")
+        object.__setattr__(self, "load_options", dict(self.load_options))
+        if self.dynamic_batching is not None:
+            if not isinstance(self.dynamic_batching, Mapping) or set(self.dynamic_batching) - {
+                "max_queue_delay_ms"
+            }:
+                raise OptionError(
+                    "dynamic_batching must be an object with at most 'max_queue_delay_ms', "
+                    f"got {self.dynamic_batching!r}"
+                )
+            if self.max_batch_size < 1:
+                raise OptionError("dynamic_batching needs max_batch_size >= 1")
+
+    @property
+    def threads(self) -> int:
+        """How many calls may run at once."""
+        if self.concurrency is not None:
+            return self.concurrency
+        if self.dynamic_batching is not None:
+            return self.max_batch_size  # enough callers waiting in the batcher to fill a batch
+        return self.instances
+
+    @property
+    def instances(self) -> int:
+        """How many instances run the model (its ``instances`` load option, else 1)."""
+        instances = self.load_options.get("instances")
+        return instances if isinstance(instances, int) and instances > 0 else 1
+
+    def merged(self, defaults: Mapping[str, Any]) -> ModelOptions:
+        """These options over the server's default load options."""
+        return ModelOptions(
+            {**defaults, **self.load_options}, self.concurrency, self.max_batch_size, self.dynamic_batching
+        )
+
+
+def is_package(path: Path) -> bool:
+    """Whether ``path`` is a package: a directory with a config, or a zip file."""
+    if path.is_dir():
+        return (path / layout.CONFIG).is_file()
+    return path.is_file() and zipfile.is_zipfile(path)
+
+
+def read_model_folder(folder: Path) -> tuple[Path, ModelOptions]:
+    """The package and options of a model folder that holds a ``neuropod-serve.json``.
+
+    Args:
+        folder: the model's folder.
+
+    Returns:
+        ``(package_path, options)``.
+
+    Raises:
+        OptionError: the file is not valid JSON, has unknown keys or wrong values, or the
+            package cannot be found.
+    """
+    file = folder / OPTIONS_FILE
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise OptionError(f"{file}: cannot be read as JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise OptionError(f"{file}: must hold a JSON object, got {type(data).__name__}")
+    unknown = sorted(set(data) - _KEYS)
+    if unknown:
+        raise OptionError(
+            f"{file}: unknown key(s) {', '.join(map(repr, unknown))}; accepted: {', '.join(sorted(_KEYS))}"
+        )
+    load_options = data.get("options", {})
+    if not isinstance(load_options, dict):
+        raise OptionError(f"{file}: 'options' must be a JSON object of load_neuropod options")
+    try:
+        options = ModelOptions(
+            load_options, data.get("concurrency"), data.get("max_batch_size", 0), data.get("dynamic_batching")
+        )
+    except OptionError as exc:
+        raise OptionError(f"{file}: {exc}") from None
+    return _find_package(folder, data.get("package"), file), options
+
+
+def _find_package(folder: Path, named: object, file: Path) -> Path:
+    if named is not None:
+        if not isinstance(named, str):
+            raise OptionError(f"{file}: 'package' must be a path relative to the folder, got {named!r}")
+        path = (folder / named).resolve()
+        if not path.is_relative_to(folder.resolve()) or not is_package(path):
+            raise OptionError(f"{file}: 'package' {named!r} is not a package inside {folder}")
+        return path
+    found = sorted(child for child in folder.iterdir() if is_package(child))
+    if len(found) != 1:
+        what = "no package" if not found else f"{len(found)} packages"
+        raise OptionError(
+            f"{folder}: holds {what}; put exactly one package beside {OPTIONS_FILE}, or name it "
+            f"with 'package'"
+        )
+    return found[0]

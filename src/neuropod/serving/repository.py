@@ -1,0 +1,248 @@
+"""The models a server knows: packages named on the command line and a repository folder.
+
+Explicitly given packages are served under their model name. A repository folder's entries
+(see ``neuropod.serving.options`` for its layout) are served under the entry's name and are
+found again whenever the repository is indexed or a model is loaded, so packages copied into
+the folder can be loaded without a restart.
+
+A model is ``READY`` (loaded), ``UNAVAILABLE`` (not loaded, or its load failed: ``reason``
+says why), or ``LOADING`` / ``UNLOADING`` while that happens.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from neuropod.errors import NeuropodError
+from neuropod.loader import load_neuropod
+from neuropod.model import NeuropodModel
+from neuropod.serving.errors import BadRequest, NotFound, ServingError, Unavailable
+from neuropod.serving.metadata import VERSION
+from neuropod.serving.options import OPTIONS_FILE, ModelOptions, is_package, read_model_folder
+from neuropod.serving.served_model import Servable, ServedModel
+
+logger = logging.getLogger("neuropod.serving")
+
+READY = "READY"
+UNAVAILABLE = "UNAVAILABLE"
+LOADING = "LOADING"
+UNLOADING = "UNLOADING"
+
+
+@dataclass
+class _Entry:
+    name: str
+    path: Path
+    options: ModelOptions
+    in_repository: bool
+    state: str = UNAVAILABLE
+    reason: str = ""
+    served: ServedModel | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class ModelRepository:
+    """Every model a server can serve, loaded or not. Thread-safe.
+
+    Args:
+        paths: packages to serve under their model names.
+        repository: a folder of models to serve under their entry names.
+        load_options: default ``load_neuropod`` options of every model (a model folder's
+            ``neuropod-serve.json`` overrides them).
+        model_options: options of models by served name, over everything else.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str | os.PathLike[str]] = (),
+        repository: str | os.PathLike[str] | None = None,
+        *,
+        load_options: Mapping[str, Any] | None = None,
+        model_options: Mapping[str, ModelOptions] | None = None,
+    ):
+        self.folder = None if repository is None else Path(repository)
+        self._defaults = dict(load_options or {})
+        self._overrides = dict(model_options or {})
+        self._entries: dict[str, _Entry] = {}
+        self._lock = threading.Lock()
+        self._explicit = [Path(p) for p in paths]
+        if self.folder is not None and not self.folder.is_dir():
+            raise NotADirectoryError(f"Model repository {self.folder} is not a directory")
+
+    def load_all(self) -> None:
+        """Load the explicit packages (failing on any error), then every repository model.
+
+        A repository model that fails to load stays ``UNAVAILABLE`` with the reason, and the
+        others are served.
+
+        Raises:
+            NeuropodError: an explicit package failed to load.
+            ValueError: two explicit packages have the same model name.
+        """
+        for path in self._explicit:
+            options = ModelOptions().merged(self._defaults)
+            model = _batched(load_neuropod(path, **options.load_options), options)
+            name = model.name
+            if name in self._entries:
+                model.close()
+                raise ValueError(f"Two packages are named '{name}': {self._entries[name].path} and {path}")
+            options = self._options_of(name, options)
+            entry = _Entry(name, path, options, in_repository=False)
+            entry.served, entry.state = ServedModel(name, model, options), READY
+            self._entries[name] = entry
+        self.scan()
+        for entry in list(self._entries.values()):
+            if entry.in_repository and entry.state == UNAVAILABLE and not entry.reason:
+                try:
+                    self.load(entry.name)
+                except ServingError as exc:
+                    logger.error("Model '%s' failed to load: %s", entry.name, exc)
+
+    def scan(self) -> None:
+        """Find the repository folder's models (new ones start ``UNAVAILABLE``)."""
+        if self.folder is None:
+            return
+        found: dict[str, Path] = {}
+        for child in sorted(self.folder.iterdir()):
+            if (child / OPTIONS_FILE).is_file():
+                found[child.name] = child
+            elif is_package(child):
+                found[child.stem if child.suffix == ".zip" else child.name] = child
+        with self._lock:
+            for name, path in found.items():
+                entry = self._entries.get(name)
+                if entry is None:
+                    self._entries[name] = _Entry(name, path, ModelOptions(), in_repository=True)
+                elif entry.in_repository:
+                    entry.path = path
+
+    def get(self, name: str) -> ServedModel:
+        """The ready model ``name``.
+
+        Raises:
+            NotFound: no model has that name.
+            Unavailable: it is not loaded.
+        """
+        entry = self._entries.get(name)
+        if entry is None:
+            raise NotFound(
+                f"Unknown model '{name}'; served models: {', '.join(sorted(self._entries)) or 'none'}"
+            )
+        served = entry.served
+        if served is None or entry.state != READY:
+            why = f": {entry.reason}" if entry.reason else ""
+            raise Unavailable(f"Model '{name}' is not ready ({entry.state}){why}")
+        return served
+
+    def is_ready(self, name: str) -> bool:
+        """Whether model ``name`` is loaded and ready.
+
+        Raises:
+            NotFound: no model has that name.
+        """
+        entry = self._entries.get(name)
+        if entry is None:
+            raise NotFound(f"Unknown model '{name}'")
+        return entry.state == READY
+
+    def ready_states(self) -> dict[str, bool]:
+        """Every model's name -> whether it is ready."""
+        return {name: entry.state == READY for name, entry in self._entries.items()}
+
+    def served(self) -> list[ServedModel]:
+        """The ready models."""
+        return [e.served for e in list(self._entries.values()) if e.served is not None and e.state == READY]
+
+    def index(self, ready_only: bool = False) -> list[dict[str, str]]:
+        """The repository index: ``[{"name", "version", "state", "reason"}]``, sorted by name."""
+        self.scan()
+        out = []
+        for name, entry in sorted(self._entries.items()):
+            if ready_only and entry.state != READY:
+                continue
+            item = {"name": name, "state": entry.state, "reason": entry.reason}
+            if entry.state == READY:
+                item["version"] = VERSION
+            out.append(item)
+        return out
+
+    def load(self, name: str) -> None:
+        """Load model ``name``, or reload it if it is loaded (the old one drains first).
+
+        Raises:
+            NotFound: no model has that name.
+            BadRequest: its ``neuropod-serve.json`` is invalid, or it fails to load (the
+                entry keeps the reason).
+        """
+        self.scan()
+        entry = self._entries.get(name)
+        if entry is None:
+            raise NotFound(
+                f"Unknown model '{name}'; the repository has: {', '.join(sorted(self._entries)) or 'none'}"
+            )
+        with entry.lock:
+            old = entry.served
+            entry.state, entry.reason, entry.served = LOADING, "", None
+            if old is not None:
+                old.close()
+            try:
+                path, options = entry.path, entry.options
+                if entry.in_repository:
+                    if (path / OPTIONS_FILE).is_file():
+                        path, options = read_model_folder(path)
+                    options = options.merged(self._defaults)
+                options = self._options_of(name, options)
+                model = _batched(load_neuropod(path, **options.load_options), options)
+            except (NeuropodError, OSError) as exc:
+                entry.state, entry.reason = UNAVAILABLE, f"load failed: {exc}"
+                raise BadRequest(f"Model '{name}' failed to load: {exc}") from exc
+            entry.options = options
+            entry.served, entry.state = ServedModel(name, model, options), READY
+
+    def unload(self, name: str) -> None:
+        """Unload model ``name`` once its queued requests are done.
+
+        Raises:
+            NotFound: no model has that name.
+        """
+        entry = self._entries.get(name)
+        if entry is None:
+            raise NotFound(f"Unknown model '{name}'")
+        with entry.lock:
+            served, entry.served = entry.served, None
+            entry.state, entry.reason = UNLOADING, ""
+            if served is not None:
+                served.close()
+            entry.state, entry.reason = UNAVAILABLE, "unloaded"
+
+    def _options_of(self, name: str, found: ModelOptions) -> ModelOptions:
+        override = self._overrides.get(name)
+        return found if override is None else override.merged(found.load_options)
+
+    def close(self) -> None:
+        """Unload every model. Idempotent."""
+        for name in list(self._entries):
+            self.unload(name)
+
+
+def _batched(model: NeuropodModel, options: ModelOptions) -> Servable:
+    if options.dynamic_batching is None:
+        return model
+    from neuropod.batching import DynamicBatcher
+
+    try:
+        return DynamicBatcher(
+            model,
+            max_batch_size=options.max_batch_size,
+            max_queue_delay_ms=options.dynamic_batching.get("max_queue_delay_ms", 0.0),
+            concurrency=options.instances,
+        )
+    except BaseException:
+        model.close()
+        raise

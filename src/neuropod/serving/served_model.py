@@ -1,0 +1,206 @@
+"""A loaded model as the server runs it: metadata computed once, bounded concurrency, stats.
+
+A model runs at most ``concurrency`` calls at once (its option; default its ``instances``,
+else 1); a request waits for a free slot, and that wait is its queue time. Where a call runs:
+
+- gRPC requests call the model from grpc's handler thread;
+- HTTP requests, which arrive on the event loop, run the model right there when the model is
+  fast (its recent calls took under ``INLINE_LIMIT`` seconds on average), has one slot, and
+  the slot is free: a hop to a thread costs more than such a model's whole call. Otherwise
+  the call goes to a thread of the model's own pool, so that a slow model never holds up the
+  loop nor another model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import numpy as np
+
+from neuropod.batching import BatchableModel
+from neuropod.protocol.datatypes import spec_dtype_to_datatype
+from neuropod.serving.errors import Unavailable
+from neuropod.serving.metadata import model_config, model_metadata
+from neuropod.serving.options import ModelOptions
+from neuropod.serving.stats import ModelStats
+
+#: A loaded model, or a wrapper of one with the same interface (``DynamicBatcher``).
+Servable = BatchableModel
+
+Inputs = dict[str, np.ndarray]
+Outputs = dict[str, np.ndarray]
+Result = tuple[Outputs, float, float]
+R = TypeVar("R")
+Request = TypeVar("Request")
+
+#: Mean call time under which a one-slot model runs on the event loop, in seconds.
+INLINE_LIMIT = 0.0005
+
+# Weight of the newest call in the moving average of call times.
+_SMOOTHING = 0.1
+
+
+class ServedModel:
+    """One model, loaded and ready to serve.
+
+    Args:
+        name: the name clients use.
+        model: the loaded model; closed with this object.
+        options: how it is served.
+    """
+
+    def __init__(self, name: str, model: Servable, options: ModelOptions):
+        self.name = name
+        self.model = model
+        self.options = options
+        self.stats = ModelStats(name)
+        inputs, outputs = model.input_specs, model.output_specs
+        self.metadata: dict[str, Any] = model_metadata(name, model.platform, inputs, outputs)
+        self.config: dict[str, Any] = model_config(
+            name,
+            model.platform,
+            inputs,
+            outputs,
+            max_batch_size=options.max_batch_size,
+            instances=options.instances,
+            max_queue_delay_ms=None
+            if options.dynamic_batching is None
+            else float(options.dynamic_batching.get("max_queue_delay_ms", 0.0)),
+        )
+        #: Output name -> protocol datatype, in spec order.
+        self.output_datatypes = {spec.name: spec_dtype_to_datatype(spec.dtype) for spec in outputs}
+        self._threads = options.threads
+        self._slots = threading.BoundedSemaphore(self._threads)
+        self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix=f"neuropod-serve-{name}")
+        self._mean_call = float("inf")  # no inline call before one call was timed
+        self._closing = False
+        self._closed = False
+
+    async def handle(
+        self, decode: Callable[[], tuple[Inputs, Request]], encode: Callable[[Outputs, Request], R]
+    ) -> R:
+        """Decode a request, run the model, encode the response, and count it in the stats.
+
+        For the event loop: the model runs inline or in a thread (see the module docstring).
+
+        Args:
+            decode: returns the inputs, and what ``encode`` needs to know of the request.
+            encode: builds the response from the outputs.
+
+        Returns:
+            What ``encode`` returns.
+
+        Raises:
+            Exception: whatever ``decode``, the model or ``encode`` raised (counted as a failure).
+        """
+        started = time.perf_counter()
+        executed = False
+        try:
+            inputs, request = decode()
+            decoded = time.perf_counter()
+            executed = True
+            outputs, queue, compute = await self.infer(inputs)
+            encode_start = time.perf_counter()
+            response = encode(outputs, request)
+        except BaseException:
+            self.stats.record_failure(time.perf_counter() - started, executed)
+            raise
+        done = time.perf_counter()
+        self.stats.record_success(done - started, queue, decoded - started, compute, done - encode_start)
+        return response
+
+    def handle_blocking(
+        self, decode: Callable[[], tuple[Inputs, Request]], encode: Callable[[Outputs, Request], R]
+    ) -> R:
+        """``handle`` for a thread that may block: the model runs in the calling thread."""
+        started = time.perf_counter()
+        executed = False
+        try:
+            inputs, request = decode()
+            decoded = time.perf_counter()
+            executed = True
+            outputs, queue, compute = self.call(inputs)
+            encode_start = time.perf_counter()
+            response = encode(outputs, request)
+        except BaseException:
+            self.stats.record_failure(time.perf_counter() - started, executed)
+            raise
+        done = time.perf_counter()
+        self.stats.record_success(done - started, queue, decoded - started, compute, done - encode_start)
+        return response
+
+    async def infer(self, inputs: Mapping[str, np.ndarray]) -> Result:
+        """Run the model without blocking the event loop for longer than a fast call.
+
+        Returns:
+            ``(outputs, queue_seconds, compute_seconds)``.
+
+        Raises:
+            Unavailable: the model is being unloaded.
+            ValidationError: the inputs or outputs break the spec.
+            Exception: whatever the model raised (``InferenceError``, ``WorkerCrashed``...).
+        """
+        if (
+            self._threads == 1
+            and self._mean_call < INLINE_LIMIT
+            and not self._closing
+            and self._slots.acquire(blocking=False)
+        ):
+            try:
+                return self._run(inputs, time.perf_counter())
+            finally:
+                self._slots.release()
+        loop = asyncio.get_running_loop()
+        try:
+            future = loop.run_in_executor(self._executor, self.call, inputs)
+        except RuntimeError:  # the pool was shut down: the model is being unloaded
+            raise Unavailable(f"Model '{self.name}' is being unloaded") from None
+        return await future
+
+    def call(self, inputs: Mapping[str, np.ndarray]) -> Result:
+        """Wait for a free slot, then run the model in this thread.
+
+        Returns:
+            ``(outputs, queue_seconds, compute_seconds)``.
+
+        Raises:
+            Unavailable: the model is being unloaded.
+            Exception: as ``infer``.
+        """
+        submitted = time.perf_counter()
+        if self._closing:
+            raise Unavailable(f"Model '{self.name}' is being unloaded")
+        with self._slots:
+            if self._closed:
+                raise Unavailable(f"Model '{self.name}' was unloaded")
+            return self._run(inputs, submitted)
+
+    def _run(self, inputs: Mapping[str, np.ndarray], submitted: float) -> Result:
+        started = time.perf_counter()
+        try:
+            outputs = self.model.infer(inputs)
+        finally:
+            took = time.perf_counter() - started
+            mean = self._mean_call
+            self._mean_call = took if mean == float("inf") else mean + _SMOOTHING * (took - mean)
+        return outputs, started - submitted, took
+
+    def close(self) -> None:
+        """Refuse new calls, wait for those queued and running, then close the model. Idempotent."""
+        if self._closing:
+            return
+        self._closing = True
+        self._executor.shutdown(wait=True)
+        for _ in range(self._threads):  # every slot back: no call is running any more
+            self._slots.acquire()
+        self._closed = True
+        try:
+            self.model.close()
+        finally:
+            for _ in range(self._threads):  # callers still waiting see _closed and give up
+                self._slots.release()

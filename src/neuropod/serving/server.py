@@ -1,0 +1,255 @@
+"""The server's lifetime: load the models, serve HTTP and gRPC, drain, stop.
+
+HTTP runs on an event loop (uvloop when installed) in a thread of its own, gRPC on grpc's
+thread pool, so a server can be embedded in any program and its tests; ``neuropod serve``
+runs the same object and waits for a signal.
+
+>>> with Server(["adder.zip"], http_port=0, grpc_port=0) as server:  # doctest: +SKIP
+...     print(server.http_url, server.grpc_address)
+http://127.0.0.1:41235 127.0.0.1:41236
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import socket
+import threading
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from neuropod.serving.core import DEFAULT_MAX_BODY_SIZE, ServerCore
+from neuropod.serving.http_app import HttpApp
+from neuropod.serving.options import ModelOptions
+from neuropod.serving.repository import ModelRepository
+
+logger = logging.getLogger("neuropod.serving")
+
+#: The environment variable holding a bearer token when none is passed.
+TOKEN_ENV = "NEUROPOD_SERVE_TOKEN"
+
+
+class Server:
+    """An Open Inference Protocol server for neuropod packages, over HTTP and gRPC.
+
+    Use it as a context manager, or call ``start`` and ``stop``. ``start`` loads every model
+    before it returns; ``stop`` stops accepting requests, lets those in flight finish (up to
+    ``drain_timeout`` seconds), then closes the models.
+
+    Args:
+        paths: packages to serve under their model names.
+        repository: a folder of models (see ``neuropod.serving.options`` for its layout).
+        host: the address to listen on (loopback by default).
+        http_port: the HTTP port; 0 picks a free one (see ``http_port`` after ``start``);
+            ``None`` serves no HTTP.
+        grpc_port: the gRPC port, likewise.
+        load_options: default ``load_neuropod`` options of every model (e.g. ``use_ope``).
+        model_options: options of models by served name, over everything else.
+        auth_token: a bearer token that every request but health checks must carry; default
+            the ``NEUROPOD_SERVE_TOKEN`` environment variable, if set.
+        max_body_size: the largest request accepted, in bytes (HTTP answers 413 past it,
+            gRPC ``RESOURCE_EXHAUSTED``).
+        drain_timeout: how long ``stop`` waits for requests in flight.
+
+    Raises:
+        ValueError: no port to serve on, or no model source.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str | os.PathLike[str]] = (),
+        *,
+        repository: str | os.PathLike[str] | None = None,
+        host: str = "127.0.0.1",
+        http_port: int | None = 8000,
+        grpc_port: int | None = 8001,
+        load_options: Mapping[str, Any] | None = None,
+        model_options: Mapping[str, ModelOptions] | None = None,
+        auth_token: str | None = None,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        drain_timeout: float = 30.0,
+    ):
+        if http_port is None and grpc_port is None:
+            raise ValueError("A server needs an HTTP port, a gRPC port, or both")
+        if not paths and repository is None:
+            raise ValueError("Nothing to serve: give package paths, a repository folder, or both")
+        if auth_token is None:
+            auth_token = os.environ.get(TOKEN_ENV) or None
+        self.host = host
+        self.drain_timeout = drain_timeout
+        self._ports = {"http": http_port, "grpc": grpc_port}
+        self.core = ServerCore(
+            ModelRepository(paths, repository, load_options=load_options, model_options=model_options),
+            auth_token=auth_token,
+            max_body_size=max_body_size,
+        )
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_requested: asyncio.Event | None = None
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+        self._grpc_server: Any = None
+        self._stopped = False
+
+    @property
+    def http_port(self) -> int | None:
+        """The bound HTTP port (``None`` without HTTP)."""
+        return self._ports["http"]
+
+    @property
+    def grpc_port(self) -> int | None:
+        """The bound gRPC port (``None`` without gRPC)."""
+        return self._ports["grpc"]
+
+    @property
+    def http_url(self) -> str:
+        """``http://host:port`` of the HTTP front end."""
+        return f"http://{_url_host(self.host)}:{self.http_port}"
+
+    @property
+    def grpc_address(self) -> str:
+        """``host:port`` of the gRPC front end."""
+        return f"{_url_host(self.host)}:{self.grpc_port}"
+
+    def start(self) -> Server:
+        """Load the models, bind the ports and start serving; return once requests are answered.
+
+        Returns:
+            The server itself.
+
+        Raises:
+            NeuropodError: an explicitly given package failed to load.
+            OSError: a port cannot be bound.
+            RuntimeError: the server was started before.
+        """
+        if self._thread is not None:
+            raise RuntimeError("The server was started already; make a new Server to serve again")
+        self.core.repository.load_all()
+        try:
+            if self._ports["grpc"] is not None:
+                from neuropod.serving.grpc_service import start_grpc_server
+
+                self._grpc_server, self._ports["grpc"] = start_grpc_server(
+                    self.core, self.host, self._ports["grpc"]
+                )
+            http_socket = None
+            if self._ports["http"] is not None:
+                http_socket = socket.create_server((self.host, self._ports["http"]), reuse_port=False)
+                self._ports["http"] = http_socket.getsockname()[1]
+            self._thread = threading.Thread(
+                target=self._run, args=(http_socket,), name="neuropod-serve", daemon=True
+            )
+            self._thread.start()
+            self._started.wait()
+            if self._error is not None:
+                self._thread.join()
+                raise self._error
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop accepting requests, drain those in flight, close the models. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.core.accepting = False
+        loop, event, thread = self._loop, self._stop_requested, self._thread
+        grpc_stopped = None if self._grpc_server is None else self._grpc_server.stop(self.drain_timeout)
+        if loop is not None and event is not None and thread is not None and thread.is_alive():
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # the loop closed in between
+                pass
+            thread.join()
+        if grpc_stopped is not None:
+            grpc_stopped.wait()
+        self.core.repository.close()
+        self.core.shm.close()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the server stops (or ``timeout`` passes); return whether it stopped."""
+        thread = self._thread
+        if thread is None:
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _run(self, http_socket: socket.socket | None) -> None:
+        try:
+            import uvloop
+
+            loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+        except ImportError:
+            loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._serve(http_socket))
+        except BaseException as exc:  # reported to start(), or logged once serving
+            if not self._started.is_set():
+                self._error = exc
+            else:
+                logger.exception("The server's event loop failed")
+        finally:
+            self._started.set()
+            loop.close()
+
+    async def _serve(self, http_socket: socket.socket | None) -> None:
+        self._stop_requested = asyncio.Event()
+        http_server = http_task = None
+        try:
+            if http_socket is not None:
+                http_server = _uvicorn_server(HttpApp(self.core), self.drain_timeout)
+                http_task = asyncio.ensure_future(http_server.serve(sockets=[http_socket]))
+                while not http_server.started and not http_task.done():
+                    await asyncio.sleep(0.005)
+                if http_task.done():
+                    http_task.result()
+                    raise RuntimeError("The HTTP server stopped while starting")
+            self._started.set()
+            await self._stop_requested.wait()
+        finally:
+            self.core.accepting = False
+            if http_server is not None:
+                http_server.should_exit = True
+            if http_task is not None:
+                await asyncio.gather(http_task, return_exceptions=True)
+            if http_socket is not None:
+                http_socket.close()
+
+
+def _uvicorn_server(app: HttpApp, drain_timeout: float) -> Any:
+    import uvicorn
+
+    config = uvicorn.Config(
+        app,
+        lifespan="off",
+        log_config=None,  # leave the application's logging alone
+        access_log=False,
+        proxy_headers=False,  # a middleware on every request otherwise
+        server_header=False,
+        timeout_graceful_shutdown=math.ceil(drain_timeout),
+        timeout_keep_alive=30,
+    )
+    return uvicorn.Server(config)
+
+
+def _url_host(host: str) -> str:
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,24 @@
+"""Out-of-process execution: a model in worker processes of its own (``use_ope=True``).
+
+::
+
+    load_neuropod(path, use_ope=True, instances=2, timeout=5.0)
+        NeuropodModel           validates every call, as for any backend
+        └── WorkerBackend       backend.py    dispatches calls, allocate/seal
+            └── Instance ×N     instances.py  one call at a time, restarts after a crash
+                └── WorkerSession  session.py one worker process: calls, crash, timeout
+                    ├── Channel    channel.py  control messages + descriptors (socket pair)
+                    │   ├── protocol.py        what the messages say
+                    │   └── remote_errors.py   exceptions: same type, message, traceback
+                    ├── tensors    tensors.py  arrays into shared blocks and back
+                    │   └── BufferPool / SharedBuffer  pool.py, shm.py  memfd blocks
+                    └── WorkerProcess  process.py  start, kill, reap
+    worker process: main.py runs the package's platform backend
+
+Nothing here imports a deep learning framework; the worker imports the one its model needs.
+"""
+
+from neuropod.worker.backend import WORKER_OPTIONS, WorkerBackend
+from neuropod.worker.remote_errors import RemoteTraceback
+
+__all__ = ["WORKER_OPTIONS", "RemoteTraceback", "WorkerBackend"]

@@ -313,8 +313,6 @@ def test_a_request_the_server_refuses_is_a_validation_error(server: Server, prot
 
 
 def test_a_body_over_the_servers_limit_is_a_validation_error(model: NeuropodModel, protocol: str) -> None:
-    if protocol == "grpc":
-        pytest.xfail("the gRPC front end does not enforce max_body_size yet")
     x = np.zeros((1, 1 << 23), np.float32)  # 32 MB, over the server's 16 MB
     with pytest.raises(ValidationError, match="413" if protocol == "http" else "RESOURCE_EXHAUSTED"):
         model.infer({"x": x})

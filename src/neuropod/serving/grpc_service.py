@@ -61,7 +61,9 @@ def start_grpc_server(core: ServerCore, host: str, port: int, threads: int = 16)
         OSError: the port cannot be bound.
     """
     limit = min(core.max_body_size, 2**31 - 1)
-    options = [*MESSAGE_SIZE_OPTIONS, ("grpc.max_receive_message_length", limit), ("grpc.so_reuseport", 0)]
+    # gRPC takes the first of repeated options, so the body limit replaces the default one.
+    sizes = [(key, value) for key, value in MESSAGE_SIZE_OPTIONS if key != "grpc.max_receive_message_length"]
+    options = [*sizes, ("grpc.max_receive_message_length", limit), ("grpc.so_reuseport", 0)]
     server = grpc.server(
         ThreadPoolExecutor(threads, thread_name_prefix="neuropod-serve-grpc"), options=options
     )

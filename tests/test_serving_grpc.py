@@ -197,3 +197,16 @@ def test_bearer_token(tmp_path):
         result = client.infer("adder", adder_inputs(x, x), headers={"authorization": "Bearer tok"})
         np.testing.assert_array_equal(result.as_numpy("sum"), [[2]])
         client.close()
+
+
+def test_malformed_infer_message_is_invalid_argument(client, server):
+    import grpc
+
+    with grpc.insecure_channel(server.grpc_address) as channel:
+        model_infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        for data in (b"\x0a\x05ab", b"\x0a\x01a" * 30_000 + b"\x3a\xff\xff\x7f"):
+            with pytest.raises(grpc.RpcError) as info:
+                model_infer(data)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "not a valid ModelInferRequest" in info.value.details()
+    assert client.is_server_ready()

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from neuropod.protocol.binary import tensor_from_raw, tensor_to_raw
-from neuropod.protocol.datatypes import BYTES, array_datatype, datatype_to_numpy
+from neuropod.protocol.datatypes import array_datatype, datatype_to_numpy
 from neuropod.protocol.errors import ProtocolError
 
 try:
@@ -91,7 +91,7 @@ def set_parameters(target: Any, parameters: Mapping[str, Parameter]) -> None:
             )
 
 
-def tensor_from_message(tensor: Any, raw: bytes | None) -> np.ndarray:
+def tensor_from_message(tensor: Any, raw: bytes | bytearray | memoryview | None) -> np.ndarray:
     """The array of an ``InferInputTensor`` (or ``InferOutputTensor``).
 
     Args:
@@ -137,7 +137,7 @@ def tensor_from_message(tensor: Any, raw: bytes | None) -> np.ndarray:
         raise ProtocolError(f"Tensor '{name}': {field} holds values out of {datatype}'s range") from None
 
 
-def tensor_to_message(tensor: Any, name: str, array: np.ndarray, datatype: str | None = None) -> bytes:
+def tensor_to_message(tensor: Any, name: str, array: np.ndarray, datatype: str | None = None) -> memoryview:
     """Fill an ``InferOutputTensor`` (or ``InferInputTensor``) and return its raw contents.
 
     Args:
@@ -147,7 +147,8 @@ def tensor_to_message(tensor: Any, name: str, array: np.ndarray, datatype: str |
         datatype: the datatype to send (default: the array's).
 
     Returns:
-        The bytes to append to ``raw_output_contents`` / ``raw_input_contents``.
+        The raw contents (a view of a numeric array, see ``tensor_to_raw``), for
+        ``neuropod.protocol.grpc_framing.join_raw_contents``.
 
     Raises:
         ProtocolError: the array has no protocol datatype.
@@ -157,9 +158,7 @@ def tensor_to_message(tensor: Any, name: str, array: np.ndarray, datatype: str |
     tensor.name = name
     tensor.datatype = datatype
     tensor.shape.extend(array.shape)
-    raw = tensor_to_raw(array, datatype)
-    # protobuf copies whatever it is given; bytes() of a memoryview is that one copy.
-    return raw.obj if datatype == BYTES and isinstance(raw.obj, bytes) else bytes(raw)
+    return tensor_to_raw(array, datatype)
 
 
 __all__ = [

@@ -23,8 +23,16 @@ from neuropod.protocol.grpc import (
     tensor_from_message,
     tensor_to_message,
 )
+from neuropod.protocol.grpc_framing import (
+    RAW_INPUT_FIELD,
+    RAW_OUTPUT_FIELD,
+    join_raw_contents,
+    split_raw_contents,
+)
 from neuropod.remote.errors import error_for_code, timeout_error
 from neuropod.remote.url import ModelURL
+
+_MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 
 # The parameters of Triton's model config that carry a neuropod server's exact specs.
 _SPEC_PARAMETERS = ("neuropod_platform", "neuropod_inputs", "neuropod_outputs")
@@ -51,6 +59,8 @@ class GrpcTransport:
         else:
             self._channel = grpc.insecure_channel(url.authority, options=MESSAGE_SIZE_OPTIONS)
         self._stub = service_pb2_grpc.GRPCInferenceServiceStub(self._channel)
+        # Inference sends and reads encoded messages: see neuropod.protocol.grpc_framing.
+        self._infer = self._channel.unary_unary(_MODEL_INFER)
 
     def model_metadata(self) -> dict[str, Any]:
         """The model's metadata in the protocol's JSON form, with the exact specs where known.
@@ -100,13 +110,11 @@ class GrpcTransport:
             InferenceError: the model failed, or the connection did.
         """
         request = service_pb2.ModelInferRequest(model_name=self._url.model, model_version=self._url.version)
-        raws = request.raw_input_contents
-        for name, array in inputs.items():
-            raws.append(tensor_to_message(request.inputs.add(), name, array))
-        reply = self._call(self._stub.ModelInfer, request)
+        raws = [tensor_to_message(request.inputs.add(), name, array) for name, array in inputs.items()]
+        data = self._call(self._infer, join_raw_contents(request, RAW_INPUT_FIELD, raws))
         try:
             outputs = {}
-            contents = reply.raw_output_contents
+            reply, contents = split_raw_contents(data, service_pb2.ModelInferResponse, RAW_OUTPUT_FIELD)
             for i, tensor in enumerate(reply.outputs):
                 array = tensor_from_message(tensor, contents[i] if i < len(contents) else None)
                 # Raw contents are bytes, which numpy views read-only; local models return

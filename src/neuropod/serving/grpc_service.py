@@ -6,8 +6,10 @@ per call, and its handler threads can run a model directly, with no hop to anoth
 Every RPC of the service is answered except streaming inference, tracing and log settings
 (``UNIMPLEMENTED``). Tensors come in as ``raw_input_contents`` (or typed contents, or a
 shared-memory region) and go out as ``raw_output_contents``, one entry per output in order
-(empty for an output written to shared memory). Failures are gRPC status codes with the
-message (see ``neuropod.serving.errors``).
+(empty for an output written to shared memory). ``ModelInfer`` takes and gives encoded
+messages so that raw contents are neither copied in nor out of protobuf objects (see
+``neuropod.protocol.grpc_framing``); input arrays view the received message. Failures are
+gRPC status codes with the message (see ``neuropod.serving.errors``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from google.protobuf import json_format
 
 from neuropod.errors import NeuropodError
 from neuropod.protocol.binary import tensor_from_raw
+from neuropod.protocol.errors import ProtocolError
 from neuropod.protocol.grpc import (
     MESSAGE_SIZE_OPTIONS,
     get_parameters,
@@ -32,6 +35,12 @@ from neuropod.protocol.grpc import (
     set_parameters,
     tensor_from_message,
     tensor_to_message,
+)
+from neuropod.protocol.grpc_framing import (
+    RAW_INPUT_FIELD,
+    RAW_OUTPUT_FIELD,
+    join_raw_contents,
+    split_raw_contents,
 )
 from neuropod.serving.core import ServerCore
 from neuropod.serving.errors import BadRequest, NotFound, ServingError, Unavailable, classify
@@ -43,6 +52,8 @@ logger = logging.getLogger("neuropod.serving")
 
 Message = TypeVar("Message")
 Handler = Callable[[Any, Any, grpc.ServicerContext], Any]
+#: The outputs a request asks for, with their parameters (``None``: every output).
+Requested = list[tuple[str, dict[str, Any]]] | None
 
 
 def start_grpc_server(core: ServerCore, host: str, port: int, threads: int = 16) -> tuple[grpc.Server, int]:
@@ -67,7 +78,8 @@ def start_grpc_server(core: ServerCore, host: str, port: int, threads: int = 16)
     server = grpc.server(
         ThreadPoolExecutor(threads, thread_name_prefix="neuropod-serve-grpc"), options=options
     )
-    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(core), server)
+    servicer = InferenceServicer(core)
+    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, _EncodedModelInfer(server))
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         bound = server.add_insecure_port(address)
@@ -75,6 +87,23 @@ def start_grpc_server(core: ServerCore, host: str, port: int, threads: int = 16)
         raise OSError(f"Cannot listen for gRPC on {address}: {exc}") from None
     server.start()
     return server, bound
+
+
+class _EncodedModelInfer:
+    """Passes the generated service registration on to a server, with ``ModelInfer``
+    registered without (de)serializers, so that the servicer gets and returns its bytes."""
+
+    def __init__(self, server: grpc.Server):
+        self.server = server
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        """Ignored: the generated code registers the same handlers next, by name."""
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, Any]) -> None:
+        encoded = grpc.unary_unary_rpc_method_handler(handlers["ModelInfer"].unary_unary)
+        handlers = {**handlers, "ModelInfer": encoded}
+        self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+        self.server.add_registered_method_handlers(service, handlers)
 
 
 def _rpc(public: bool = False) -> Callable[[Handler], Handler]:
@@ -192,29 +221,35 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         return service_pb2.CudaSharedMemoryStatusResponse()
 
     @_rpc()
-    def ModelInfer(self, request: Any, context: Any) -> Any:
+    def ModelInfer(self, data: bytes, context: Any) -> bytes:
+        try:
+            request, raws = split_raw_contents(data, service_pb2.ModelInferRequest, RAW_INPUT_FIELD)
+        except ProtocolError as exc:
+            raise BadRequest(str(exc)) from None
         served = self._model(request.model_name, request.model_version)
         if not self.core.accepting:
             raise Unavailable("The server is shutting down")
         shm = self.core.shm
 
-        def decode() -> tuple[dict[str, np.ndarray], list[tuple[str, dict[str, Any]]] | None]:
-            return _read_inputs(request, shm), _requested_outputs(request, served)
+        def decode() -> tuple[dict[str, np.ndarray], Requested]:
+            return _read_inputs(request, raws, shm), _requested_outputs(request, served)
 
-        def encode(outputs: dict[str, np.ndarray], requested: list[tuple[str, dict[str, Any]]] | None) -> Any:
+        def encode(outputs: dict[str, np.ndarray], requested: Requested) -> bytes:
             response = service_pb2.ModelInferResponse(
                 model_name=served.name, model_version=VERSION, id=request.id
             )
             datatypes = served.output_datatypes
+            contents: list[bytes | memoryview] = []
             for name, parameters in requested if requested is not None else ((n, {}) for n in outputs):
                 array, tensor = outputs[name], response.outputs.add()
                 raw = tensor_to_message(tensor, name, array, datatypes[name])
                 if REGION in parameters:
-                    write_output(region_window(shm, name, parameters), name, memoryview(raw))
+                    write_output(region_window(shm, name, parameters), name, raw)
                     set_parameters(tensor.parameters, parameters)
-                    raw = b""
-                response.raw_output_contents.append(raw)
-            return response
+                    contents.append(b"")
+                else:
+                    contents.append(raw)
+            return join_raw_contents(response, RAW_OUTPUT_FIELD, contents)
 
         return served.handle_blocking(decode, encode)
 
@@ -223,8 +258,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         return self.core.repository.get(name)
 
 
-def _read_inputs(request: Any, shm: Any) -> dict[str, np.ndarray]:
-    raw_contents = request.raw_input_contents
+def _read_inputs(request: Any, raw_contents: list[Any], shm: Any) -> dict[str, np.ndarray]:
     raw_count = len(raw_contents)
     used = 0
     inputs: dict[str, np.ndarray] = {}
@@ -257,7 +291,7 @@ def _read_inputs(request: Any, shm: Any) -> dict[str, np.ndarray]:
     return inputs
 
 
-def _requested_outputs(request: Any, served: ServedModel) -> list[tuple[str, dict[str, Any]]] | None:
+def _requested_outputs(request: Any, served: ServedModel) -> Requested:
     if not request.outputs:
         return None
     requested = []

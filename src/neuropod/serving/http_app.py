@@ -38,6 +38,9 @@ Headers = list[tuple[bytes, bytes]]
 
 _JSON = [(b"content-type", b"application/json")]
 _HEADER_LENGTH = HEADER_LENGTH.lower().encode()
+#: Bodies up to this size go out in one write, not one per part: each write is a send to the
+#: socket, and a client woken by a partial answer costs more than the copy.
+_COALESCE_LIMIT = 64 * 1024
 _MODEL_ACTIONS = {"": "GET", "ready": "GET", "infer": "POST", "config": "GET", "stats": "GET"}
 
 
@@ -107,6 +110,8 @@ class HttpApp:
             if status == 401:
                 headers = [*_JSON, (b"www-authenticate", b"Bearer")]
         length = sum(len(part) if isinstance(part, bytes) else part.nbytes for part in parts)
+        if len(parts) > 1 and length <= _COALESCE_LIMIT:
+            parts = [b"".join(parts)]
         await send(
             {
                 "type": "http.response.start",

@@ -10,10 +10,15 @@ the two servers one after the other for each case:
 - with and without system shared memory (neuropod only: KServe has no shared-memory extension,
   so its rows without shared memory are the reference for ours with it).
 
+A third server, ``floor`` (``bench/serve_floor.py``), is neuropod's own server answering every
+inference from a cache: no decoding, model or encoding. It measures what the front ends
+(uvicorn, grpcio) and perf_analyzer cost by themselves on this machine, the ceiling for any
+server built on them; the table gives each neuropod row as a share of it.
+
 Prints one table (throughput, p50/p99 latency, ratio to KServe) and writes it as JSON to
 ``.bench/serve-results.json``::
 
-    python bench/serve.py [--quick] [--servers neuropod,kserve] [--protocols http-binary,grpc]
+    python bench/serve.py [--quick] [--servers neuropod,kserve,floor] [--protocols http-binary,grpc]
                           [--sizes small,large] [--concurrency 1,8] [--shm no,yes]
 
 KServe runs from its own virtual environment (``.bench/kserve-venv``, created with uv on first
@@ -83,6 +88,11 @@ class Case:
     def reference(self) -> Case:
         """The KServe case this one is compared with."""
         return Case("kserve", self.protocol, self.size, self.concurrency, False)
+
+    @property
+    def floor(self) -> Case:
+        """The floor case of this one."""
+        return Case("floor", self.protocol, self.size, self.concurrency, False)
 
 
 @dataclass
@@ -167,10 +177,22 @@ def neuropod_server(root: Path, logs: Path) -> Iterator[tuple[int, int]]:
     http_port, grpc_port = free_port(), free_port()
     command = [
         sys.executable, "-m", "neuropod.cli", "serve",
-        "--repository", str(build_repository(root)),
+        "--repository", str(build_repository(root / "neuropod")),
         "--http-port", str(http_port), "--grpc-port", str(grpc_port),
     ]  # fmt: skip
     with running(command, "neuropod-serve", http_port, logs):
+        yield http_port, grpc_port
+
+
+@contextmanager
+def floor_server(root: Path, logs: Path) -> Iterator[tuple[int, int]]:
+    http_port, grpc_port = free_port(), free_port()
+    command = [
+        sys.executable, str(ROOT / "bench" / "serve_floor.py"),
+        "--repository", str(build_repository(root / "floor")),
+        "--http-port", str(http_port), "--grpc-port", str(grpc_port),
+    ]  # fmt: skip
+    with running(command, "floor", http_port, logs):
         yield http_port, grpc_port
 
 
@@ -298,14 +320,15 @@ def _perf_analyzer(
 def table(results: list[Result]) -> str:
     """The results as a Markdown table, with a note for each failed case."""
     by_case = {result.case: result for result in results}
-    head = ("server", "protocol", "model", "conc.", "shm", "infer/s", "p50 us", "p99 us", "vs KServe")
+    head = ("server", "protocol", "model", "conc.", "shm", "infer/s", "p50 us", "p99 us")
+    head += ("vs KServe", "of floor")
     rows = [head, tuple("---" for _ in head)]
     for result in results:
         case = result.case
         cells = [case.server, case.protocol, "4 floats" if case.size == "small" else "4 MB"]
         cells += [str(case.concurrency), _yes(case.shm)]
         if result.error or result.infer_per_s is None:
-            rows.append((*cells, "failed", "", "", ""))
+            rows.append((*cells, "failed", "", "", "", ""))
             continue
         reference = by_case.get(case.reference)
         ratio = ""
@@ -314,13 +337,21 @@ def table(results: list[Result]) -> str:
                 ratio = f"{result.infer_per_s / reference.infer_per_s:.1f}x" + ("*" if case.shm else "")
             else:
                 ratio = "(KServe failed)"
+        floor = by_case.get(case.floor)
+        share = ""
+        if case.server == "neuropod" and floor is not None and floor.infer_per_s:
+            share = f"{result.infer_per_s / floor.infer_per_s:.0%}"
         throughput = result.infer_per_s
         cells += [f"{throughput:,.0f}" if throughput >= 10 else f"{throughput:.1f}"]
-        cells += [f"{result.p50_us:,.0f}", f"{result.p99_us:,.0f}", ratio]
+        cells += [f"{result.p50_us:,.0f}", f"{result.p99_us:,.0f}", ratio, share]
         rows.append(tuple(cells))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |" for row in rows]
-    notes = ["* compared with KServe without shared memory (KServe has no shared-memory extension)"]
+    notes = [
+        "* compared with KServe without shared memory (KServe has no shared-memory extension)",
+        "floor: neuropod's server answering from a cache (bench/serve_floor.py); "
+        "'of floor': neuropod's throughput as a share of it",
+    ]
     for r in results:
         if r.error:
             where = f"{r.case.server} {r.case.protocol} {r.case.size} c={r.case.concurrency}"
@@ -335,7 +366,7 @@ def _yes(flag: bool) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller measurement windows")
-    parser.add_argument("--servers", default="neuropod,kserve")
+    parser.add_argument("--servers", default="neuropod,kserve,floor")
     parser.add_argument("--protocols", default=",".join(PROTOCOLS))
     parser.add_argument("--sizes", default=",".join(SIZES))
     parser.add_argument("--concurrency", default="1,8")
@@ -350,7 +381,7 @@ def main() -> None:
         for concurrency in args.concurrency.split(",")
         for with_shm in shm
         for server in servers
-        if not (with_shm and (server == "kserve" or protocol == "http-json"))
+        if not (with_shm and (server != "neuropod" or protocol == "http-json"))
     ]
     subprocess.run([str(PERF_ANALYZER), "--setup"], check=True)
     logs = CACHE / "logs"
@@ -363,6 +394,8 @@ def main() -> None:
             ports["neuropod"] = stack.enter_context(neuropod_server(work, logs))
         if "kserve" in servers:
             ports["kserve"] = stack.enter_context(kserve_server(work, logs))
+        if "floor" in servers:
+            ports["floor"] = stack.enter_context(floor_server(work, logs))
         for case in cases:
             result = measure(case, ports[case.server], args.quick, work)
             results.append(result)

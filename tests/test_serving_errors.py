@@ -246,3 +246,27 @@ def test_out_of_process_crash_is_500_and_the_model_recovers(tmp_path):
         status, _, data = request(port, "POST", "/v2/models/crashy/infer", body)
         assert status == 200 and json.loads(data)["outputs"][0]["data"] == [6]
         assert request(port, "GET", "/v2/health/ready")[0] == 200
+
+
+def test_json_numbers_out_of_range(port):
+    status, message = infer(port, adder_request(data=[1, 1e39]))
+    assert status == 400 and "Tensor 'x'" in message and "FP32" in message
+    x = {"name": "x", "shape": [1, 2], "datatype": "INT64", "data": [1, 2**70]}
+    status, message = infer(port, {"inputs": [x]})
+    assert status == 400 and ("INT64" in message or "malformed" in message)  # orjson: no 70-bit ints
+
+
+def test_non_finite_json_outputs_are_null(port):
+    header = adder_request()
+    header["inputs"][0] = {
+        "name": "x",
+        "shape": [1, 2],
+        "datatype": "FP32",
+        "parameters": {"binary_data_size": 8},
+    }
+    header["outputs"] = [{"name": "sum", "parameters": {"binary_data": False}}]
+    body, headers = binary_body(header, struct.pack("<2f", float("nan"), 1))
+    status, _, data = request(port, "POST", "/v2/models/adder/infer", body, headers=headers)
+    assert status == 200
+    (output,) = json.loads(data)["outputs"]
+    assert output["data"] == [None, 5.0]  # JSON has no NaN: null, as KServe writes it

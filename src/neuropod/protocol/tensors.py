@@ -99,6 +99,14 @@ def tensor_from_json(data: object, datatype: str, shape: Sequence[int], *, name:
                 f"Tensor '{name}': {datatype} data must lie in [{info.min}, {info.max}], "
                 f"but holds {low if low < info.min else high}"
             )
+    elif dtype.kind == "f" and dtype.itemsize < 8:
+        limit = float(np.finfo(dtype).max)
+        biggest = np.abs(parsed).max()
+        if biggest > limit:  # the cast would make it infinite
+            raise ProtocolError(
+                f"Tensor '{name}': {datatype} data must lie in [{-limit:g}, {limit:g}], "
+                f"but holds {parsed.reshape(-1)[np.abs(parsed).argmax()]:g}"
+            )
     return parsed.astype(dtype, copy=False).reshape(shape)
 
 

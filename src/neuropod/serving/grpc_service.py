@@ -113,7 +113,7 @@ def _rpc(public: bool = False) -> Callable[[Handler], Handler]:
         @functools.wraps(method)
         def wrapper(self: InferenceServicer, request: Any, context: grpc.ServicerContext) -> Any:
             try:
-                if not public:
+                if not public and self.core.auth_token is not None:
                     self.core.check_token(_metadata(context, "authorization"))
                 return method(self, request, context)
             except Exception as exc:

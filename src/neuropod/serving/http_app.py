@@ -11,14 +11,13 @@ server has one.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from neuropod.errors import NeuropodError
 from neuropod.protocol.binary import HEADER_LENGTH, parse_header_length
-from neuropod.serving import http_infer, metrics
+from neuropod.serving import http_infer, json_codec, metrics
 from neuropod.serving.core import ServerCore
 from neuropod.serving.errors import (
     BadRequest,
@@ -71,7 +70,7 @@ class Request:
         if not self.body:
             return {}
         try:
-            value = json.loads(self.body)
+            value = json_codec.loads(self.body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise BadRequest(f"The request's JSON is malformed: {exc}") from None
         if not isinstance(value, dict):
@@ -106,7 +105,7 @@ class HttpApp:
             status, _ = classify(exc)
             if status == 500 and not isinstance(exc, (ServingError, NeuropodError)):
                 logger.exception("Unexpected error answering %s %s", scope["method"], scope["path"])
-            headers, parts = _JSON, [json.dumps({"error": str(exc)}).encode()]
+            headers, parts = _JSON, [json_codec.dumps({"error": str(exc)})]
             if status == 401:
                 headers = [*_JSON, (b"www-authenticate", b"Bearer")]
         length = sum(len(part) if isinstance(part, bytes) else part.nbytes for part in parts)
@@ -173,7 +172,7 @@ class HttpApp:
         if head == "health" and len(rest) == 2 and rest[1] in ("live", "ready"):
             _allow(request, "GET")
             ok = rest[1] == "live" or self.core.accepting
-            return (200 if ok else 503), _JSON, [json.dumps({rest[1]: ok}).encode()]
+            return (200 if ok else 503), _JSON, [json_codec.dumps({rest[1]: ok})]
         if head == "" and len(rest) <= 1:
             _allow(request, "GET")
             return _ok(self.core.metadata())
@@ -210,7 +209,7 @@ class HttpApp:
             return 200, headers, parts
         if action == "ready":
             ready = core.repository.is_ready(name)
-            return (200 if ready else 503), _JSON, [json.dumps({"name": name, "ready": ready}).encode()]
+            return (200 if ready else 503), _JSON, [json_codec.dumps({"name": name, "ready": ready})]
         if action == "stats":
             return _ok({"model_stats": core.statistics(name)})
         served = core.repository.get(name)
@@ -265,7 +264,7 @@ class HttpApp:
 
 
 def _ok(value: Any) -> Response:
-    return 200, _JSON, [json.dumps(value, separators=(",", ":")).encode()]
+    return 200, _JSON, [json_codec.dumps(value)]
 
 
 def _allow(request: Request, method: str) -> None:

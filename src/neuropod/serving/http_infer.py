@@ -8,7 +8,6 @@ to write them to; ``outputs`` in the request selects which outputs come back.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -22,6 +21,7 @@ from neuropod.protocol.binary import (
 )
 from neuropod.protocol.errors import ProtocolError
 from neuropod.protocol.tensors import parameters_of, parse_shape, read_tensor, write_tensor
+from neuropod.serving import json_codec
 from neuropod.serving.errors import BadRequest
 from neuropod.serving.metadata import VERSION
 from neuropod.serving.served_model import ServedModel
@@ -70,7 +70,7 @@ async def infer(
 
 def _parse_json(header: memoryview) -> dict[str, Any]:
     try:
-        request = json.loads(bytes(header))
+        request = json_codec.loads(header)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"The request's JSON is malformed: {exc}") from None
     if not isinstance(request, dict):
@@ -185,7 +185,7 @@ def _write_response(
     if request_id is not None:
         response["id"] = request_id
     response["outputs"] = entries
-    header = json.dumps(response, separators=(",", ":")).encode()
+    header = json_codec.dumps(response)
     if not raws:
         return _JSON, [header]
     headers = [(b"content-type", _BINARY_CONTENT_TYPE), (_HEADER_LENGTH, str(len(header)).encode())]

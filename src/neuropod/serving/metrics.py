@@ -41,6 +41,8 @@ def render(stats: Iterable[ModelStats], ready: Mapping[str, bool]) -> str:
         The ``/metrics`` body.
     """
     stats = list(stats)
+    for s in stats:
+        s.fold()
     lines: list[str] = []
 
     def family(name: str, kind: str, help_text: str) -> None:

@@ -14,7 +14,7 @@ else 1); a request waits for a free slot, and that wait is its queue time. Where
 from __future__ import annotations
 
 import asyncio
-import threading
+import queue
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -75,7 +75,10 @@ class ServedModel:
         #: Output name -> protocol datatype, in spec order.
         self.output_datatypes = {spec.name: spec_dtype_to_datatype(spec.dtype) for spec in outputs}
         self._threads = options.threads
-        self._slots = threading.BoundedSemaphore(self._threads)
+        # A token per slot: SimpleQueue's get and put are C calls, a semaphore's are Python code.
+        self._slots: queue.SimpleQueue[None] = queue.SimpleQueue()
+        for _ in range(self._threads):
+            self._slots.put(None)
         self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix=f"neuropod-serve-{name}")
         self._mean_call = float("inf")  # no inline call before one call was timed
         self._closing = False
@@ -145,16 +148,16 @@ class ServedModel:
             ValidationError: the inputs or outputs break the spec.
             Exception: whatever the model raised (``InferenceError``, ``WorkerCrashed``...).
         """
-        if (
-            self._threads == 1
-            and self._mean_call < INLINE_LIMIT
-            and not self._closing
-            and self._slots.acquire(blocking=False)
-        ):
+        if self._threads == 1 and self._mean_call < INLINE_LIMIT and not self._closing:
             try:
-                return self._run(inputs, time.perf_counter())
-            finally:
-                self._slots.release()
+                self._slots.get_nowait()
+            except queue.Empty:  # a gRPC call holds the slot: wait for it in a thread
+                pass
+            else:
+                try:
+                    return self._run(inputs, time.perf_counter())
+                finally:
+                    self._slots.put(None)
         loop = asyncio.get_running_loop()
         try:
             future = loop.run_in_executor(self._executor, self.call, inputs)
@@ -175,10 +178,13 @@ class ServedModel:
         submitted = time.perf_counter()
         if self._closing:
             raise Unavailable(f"Model '{self.name}' is being unloaded")
-        with self._slots:
+        self._slots.get()
+        try:
             if self._closed:
                 raise Unavailable(f"Model '{self.name}' was unloaded")
             return self._run(inputs, submitted)
+        finally:
+            self._slots.put(None)
 
     def _run(self, inputs: Mapping[str, np.ndarray], submitted: float) -> Result:
         started = time.perf_counter()
@@ -197,10 +203,10 @@ class ServedModel:
         self._closing = True
         self._executor.shutdown(wait=True)
         for _ in range(self._threads):  # every slot back: no call is running any more
-            self._slots.acquire()
+            self._slots.get()
         self._closed = True
         try:
             self.model.close()
         finally:
             for _ in range(self._threads):  # callers still waiting see _closed and give up
-                self._slots.release()
+                self._slots.put(None)

@@ -1,7 +1,10 @@
 """Per-model counters and latency histograms, read by the statistics API and ``/metrics``.
 
-Requests finish on the event loop and in gRPC's threads, so updates take a lock (uncontended
-it costs a fraction of a microsecond); readers may see one request half counted.
+Requests finish on the event loop and in gRPC's threads. A success, the common case, is one
+append to a queue (thread-safe and about a tenth of a microsecond; counting it in place
+costs several microseconds, a tenth of a small request's handling); the queue is folded into
+the counters under a lock when they are read, and every ``FOLD_EVERY`` requests so that it
+stays short. Failures are counted in place.
 """
 
 from __future__ import annotations
@@ -9,10 +12,14 @@ from __future__ import annotations
 import threading
 import time
 from bisect import bisect_left
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from neuropod.serving.metadata import VERSION
+
+#: Queued successes past which the request that queues one folds them.
+FOLD_EVERY = 1024
 
 #: Upper bounds of the latency histograms' buckets, in seconds.
 LATENCY_BUCKETS: tuple[float, ...] = (
@@ -87,18 +94,31 @@ class ModelStats:
     queue_latency: Histogram = field(default_factory=Histogram)
     compute_latency: Histogram = field(default_factory=Histogram)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _successes: deque[tuple[float, ...]] = field(default_factory=deque, repr=False)
 
     def record_success(
         self, total: float, queue: float, decode: float, compute: float, encode: float
     ) -> None:
-        """Count a request that succeeded, with its phases' durations in seconds."""
+        """Count a request that succeeded, with its phases' durations in seconds.
+
+        The counters show it once ``fold`` has run (readers call it).
+        """
+        successes = self._successes
+        successes.append((time.time(), total, queue, decode, compute, encode))
+        if len(successes) >= FOLD_EVERY:
+            self.fold()
+
+    def fold(self) -> None:
+        """Count the queued successes in the counters and histograms."""
         with self._lock:
-            self._record_success(total, queue, decode, compute, encode)
+            successes = self._successes
+            for _ in range(len(successes)):
+                self._record_success(*successes.popleft())
 
     def _record_success(
-        self, total: float, queue: float, decode: float, compute: float, encode: float
+        self, finished: float, total: float, queue: float, decode: float, compute: float, encode: float
     ) -> None:
-        self.last_inference_ms = int(time.time() * 1000)
+        self.last_inference_ms = max(self.last_inference_ms, int(finished * 1000))
         self.inference_count += 1
         self.execution_count += 1
         self.success.add(total)
@@ -121,6 +141,7 @@ class ModelStats:
 
     def to_dict(self) -> dict[str, Any]:
         """The model's entry of Triton's statistics response."""
+        self.fold()
         empty = Duration().to_dict()
         return {
             "name": self.name,

@@ -3,7 +3,8 @@
 Keras reads ``KERAS_BACKEND`` once, when it is first imported: this process runs whichever
 backend that gave (TensorFlow by default), and the JAX and PyTorch backends run in subprocesses.
 ``build_addition``/``build_strings`` (and ``addition_package``/``string_package``) are the
-reference models for ``test_conformance.py``.
+reference models for ``test_conformance.py``: subclassed models whose classes live in
+``keras_custom_models``, which every package ships, so that they load in any process.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from neuropod import InferenceError, OptionError, PackageError
+from neuropod import BackendUnavailable, InferenceError, OptionError, PackageError
 from neuropod.loader import load_neuropod
 from neuropod.packagers import create_keras_neuropod
 
 keras = pytest.importorskip("keras")
+from keras_custom_models import KerasAddition, KerasStrings, Scale  # noqa: E402
 
 ON_TENSORFLOW = keras.backend.backend() == "tensorflow"
 
@@ -45,33 +47,20 @@ STRING_OUT = [{"name": "out", "dtype": "string", "shape": ("batch",)}]
 # --- Reference models --------------------------------------------------------------------
 
 
-@keras.saving.register_keras_serializable(package="neuropod_tests")
-class KerasAddition(keras.Model):
-    """``out = x + y``, where ``y`` may be left out (a functional model needs every input)."""
+TESTS_DIR = Path(__file__).resolve().parent
 
-    def call(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        y = inputs.get("y")
-        return {"out": inputs["x"] if y is None else inputs["x"] + y}
-
-
-@keras.saving.register_keras_serializable(package="neuropod_tests")
-class KerasStrings(keras.Model):
-    """``out = "<" + s + ">"``: TensorFlow string ops, so the TensorFlow backend of Keras only."""
-
-    def call(self, s: Any) -> dict[str, Any]:
-        import tensorflow as tf
-
-        return {"out": tf.strings.join(["<", s, ">"])}
-
-    def build_from_config(self, config: dict[str, Any]) -> None:
-        self.built = True  # stateless: nothing to create from the (string) input shape
+#: Ships the module of the custom classes, which registers them when the package loads.
+CUSTOM_CODE: dict[str, Any] = {
+    "code_path_spec": [{"python_root": str(TESTS_DIR), "dirs_to_package": ["keras_custom_models"]}],
+    "custom_object_modules": ["keras_custom_models"],
+}
 
 
 def build_addition(path: Path, workdir: Path, **kwargs: Any) -> None:
     """The conformance suite's addition model (``y`` optional)."""
     model = KerasAddition()
     model({"x": np.zeros((1, 1), np.float32)})  # built, as Keras wants before saving
-    create_keras_neuropod(neuropod_path=path, model_name=path.name, model=model, **kwargs)
+    create_keras_neuropod(neuropod_path=path, model_name=path.name, model=model, **CUSTOM_CODE, **kwargs)
 
 
 def _build_strings(path: Path, workdir: Path, **kwargs: Any) -> None:
@@ -79,7 +68,7 @@ def _build_strings(path: Path, workdir: Path, **kwargs: Any) -> None:
 
     model = KerasStrings()
     model(tf.constant(["built"]))
-    create_keras_neuropod(neuropod_path=path, model_name=path.name, model=model, **kwargs)
+    create_keras_neuropod(neuropod_path=path, model_name=path.name, model=model, **CUSTOM_CODE, **kwargs)
 
 
 #: The conformance suite's string model, where Keras runs on TensorFlow (others lack strings).
@@ -252,6 +241,230 @@ def test_functional_model_needs_every_input(functional: Path) -> None:
     x, _ = xy()
     with load_neuropod(functional) as model, pytest.raises(InferenceError, match="missing: 'y'"):
         model.infer({"x": x})
+
+
+# --- Custom objects shipped as code ------------------------------------------------------
+
+
+def scaled_model() -> Any:
+    """``scaled = x * 3``, through the custom layer ``Scale``."""
+    x = keras.Input(shape=(None,), name="x")
+    return keras.Model(x, Scale(3.0, name="scaled")(x))
+
+
+@pytest.fixture(scope="module")
+def scaled(root: Path) -> Path:
+    path = root / "scaled.zip"
+    create_keras_neuropod(neuropod_path=path, model_name="scaled", model=scaled_model(), **CUSTOM_CODE)
+    return path
+
+
+FRESH_PROCESS = """
+import importlib.util, json, sys
+import numpy as np
+from neuropod import load_neuropod
+
+assert importlib.util.find_spec("keras_custom_models") is None, "the test module is importable"
+with load_neuropod(sys.argv[1]) as model:
+    out = model.infer({"x": np.arange(4, dtype=np.float32).reshape(2, 2)})["scaled"]
+print(json.dumps({"out": out.tolist(), "modules": [m for m in sys.modules if "keras_custom_models" in m]}))
+"""
+
+
+def namespace_state() -> tuple[set[str], int]:
+    return {name for name in sys.modules if name.startswith("_neuropod_code_")}, len(sys.meta_path)
+
+
+def test_custom_layer_loads_in_a_fresh_process(scaled: Path, tmp_path: Path) -> None:
+    # Run from an empty directory: keras_custom_models is importable from nowhere but the package.
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", textwrap.dedent(FRESH_PROCESS), str(scaled)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=tmp_path,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["out"] == [[0.0, 3.0], [6.0, 9.0]]
+    # imported under the package's private name only, and forgotten when the model closed
+    assert result["modules"] == []
+
+
+def test_custom_layer_loads_in_a_worker(scaled: Path) -> None:
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    with load_neuropod(scaled, use_ope=True) as model:
+        np.testing.assert_array_equal(model.infer({"x": x})["scaled"], x * 3)
+
+
+def test_loading_leaves_the_registry_and_modules_of_the_process_alone(scaled: Path) -> None:
+    import keras_custom_models
+
+    registry = keras.saving.get_custom_objects()
+    before = dict(registry)
+    state = namespace_state()
+    x = np.ones((1, 2), np.float32)
+    with load_neuropod(scaled) as model:
+        np.testing.assert_array_equal(model.infer({"x": x})["scaled"], x * 3)
+        assert registry.keys() == before.keys() and all(registry[k] is v for k, v in before.items())
+        assert sys.modules["keras_custom_models"] is keras_custom_models
+    assert namespace_state() == state
+
+
+SHIFT = """
+import keras
+
+
+@keras.saving.register_keras_serializable(package="neuropod_tests_shift")
+class Shift(keras.layers.Layer):
+    def call(self, inputs):
+        return inputs + {amount}
+"""
+
+
+def test_packages_ship_different_classes_of_one_registered_name(tmp_path: Path) -> None:
+    @keras.saving.register_keras_serializable(package="neuropod_tests_shift")
+    class Shift(keras.layers.Layer):
+        def call(self, inputs: Any) -> Any:
+            return inputs + 100.0
+
+    try:
+        x = keras.Input(shape=(2,), name="x")
+        model = keras.Model(x, Shift(name="shifted")(x))
+        paths = []
+        for amount in (1, 2):
+            code = tmp_path / f"code{amount}"
+            (code / "shift").mkdir(parents=True)
+            (code / "shift" / "__init__.py").write_text(SHIFT.format(amount=amount))
+            paths.append(tmp_path / f"shift{amount}.zip")
+            create_keras_neuropod(
+                neuropod_path=paths[-1],
+                model_name=f"shift{amount}",
+                model=model,
+                code_path_spec=[{"python_root": str(code), "dirs_to_package": ["shift"]}],
+                custom_object_modules=["shift"],
+            )
+        zeros = {"x": np.zeros((1, 2), np.float32)}
+        with load_neuropod(paths[0]) as one, load_neuropod(paths[1]) as two:
+            assert one.infer(zeros)["shifted"].tolist() == [[1.0, 1.0]]
+            assert two.infer(zeros)["shifted"].tolist() == [[2.0, 2.0]]
+    finally:
+        keras.saving.get_custom_objects().pop("neuropod_tests_shift>Shift", None)
+
+
+@pytest.mark.parametrize(
+    ("code_path_spec", "modules", "message"),
+    [
+        pytest.param(
+            [{"python_root": "ROOT", "dirs_to_package": ["absent"]}],
+            ["absent"],
+            r"Code directory .*absent \(from python_root .*\) does not exist",
+            id="no-code-directory",
+        ),
+        pytest.param(
+            CUSTOM_CODE["code_path_spec"],
+            [],
+            r"code_path_spec ships code, but custom_object_modules names no module to import at load",
+            id="code-without-modules",
+        ),
+        pytest.param(
+            (),
+            ["neuropod_no_such_layers"],
+            r"custom_object_modules names 'neuropod_no_such_layers', which is neither in the code of "
+            r"code_path_spec \(its top-level packages: none\) nor installed",
+            id="module-nowhere",
+        ),
+        pytest.param(
+            CUSTOM_CODE["code_path_spec"],
+            ["keras_custom_models.absent"],
+            r"custom_object_modules names 'keras_custom_models.absent', which the code of code_path_spec "
+            r"does not hold",
+            id="module-not-in-code",
+        ),
+        pytest.param(
+            (),
+            "keras_custom_models",
+            r"custom_object_modules must be a list of module names such as \['my_layers'\], "
+            r"got 'keras_custom_models'",
+            id="one-string",
+        ),
+    ],
+)
+def test_custom_object_packaging_errors(
+    tmp_path: Path, code_path_spec: Any, modules: Any, message: str
+) -> None:
+    (tmp_path / "code").mkdir()
+    code_path_spec = [
+        {**spec, "python_root": str(tmp_path / "code")} if spec["python_root"] == "ROOT" else spec
+        for spec in code_path_spec
+    ]
+    with pytest.raises(PackageError, match=message):
+        create_keras_neuropod(
+            neuropod_path=tmp_path / "bad.zip",
+            model_name="bad",
+            model=scaled_model(),
+            code_path_spec=code_path_spec,
+            custom_object_modules=modules,
+        )
+    assert not (tmp_path / "bad.zip").exists()
+
+
+def package_with_module(tmp_path: Path, name: str, source: str) -> Path:
+    """The dense model, packaged with a custom object module ``name`` holding ``source``."""
+    (tmp_path / "code" / name).mkdir(parents=True)
+    (tmp_path / "code" / name / "__init__.py").write_text(source)
+    path = tmp_path / f"{name}.zip"
+    create_keras_neuropod(
+        neuropod_path=path,
+        model_name=name,
+        model=dense_model(),
+        code_path_spec=[{"python_root": str(tmp_path / "code"), "dirs_to_package": [name]}],
+        custom_object_modules=[name],
+    )
+    return path
+
+
+@pytest.mark.parametrize("use_ope", [False, True], ids=["in-process", "ope"])
+def test_custom_object_module_that_raises(tmp_path: Path, use_ope: bool) -> None:
+    path = package_with_module(tmp_path, "broken_layers", "raise RuntimeError('no layers today')\n")
+    state = namespace_state()
+    with pytest.raises(PackageError) as info:
+        load_neuropod(path, use_ope=use_ope)
+    assert (
+        f"{path}: custom_object_modules: importing broken_layers failed: RuntimeError: no layers today"
+        in str(info.value)
+    )
+    if not use_ope:
+        assert isinstance(info.value.__cause__, RuntimeError)
+        assert namespace_state() == state  # a failed load leaves nothing behind
+
+
+def test_custom_object_module_with_a_missing_dependency(tmp_path: Path) -> None:
+    path = package_with_module(tmp_path, "needy_layers", "import neuropod_no_such_dependency\n")
+    with pytest.raises(BackendUnavailable, match="cannot import what it needs .*neuropod_no_such_dependency"):
+        load_neuropod(path)
+
+
+def test_unregistered_custom_class_names_the_fix(tmp_path: Path) -> None:
+    @keras.saving.register_keras_serializable(package="neuropod_tests_unshipped")
+    class Double(keras.layers.Layer):
+        def call(self, inputs: Any) -> Any:
+            return inputs * 2.0
+
+    x = keras.Input(shape=(2,), name="x")
+    path = tmp_path / "unshipped.zip"
+    create_keras_neuropod(neuropod_path=path, model_name="unshipped", model=keras.Model(x, Double()(x)))
+    # as in a process that never imported the class
+    keras.saving.get_custom_objects().pop("neuropod_tests_unshipped>Double")
+    with pytest.raises(PackageError) as info:
+        load_neuropod(path)
+    message = str(info.value)
+    assert message.startswith(
+        f"{path}: cannot load 0/data/model.keras (package the code that registers the model's custom "
+        "classes with create_keras_neuropod(code_path_spec=..., custom_object_modules=[...])): "
+    )
+    assert "Could not locate class 'Double'" in message
 
 
 # --- The original's forms ----------------------------------------------------------------

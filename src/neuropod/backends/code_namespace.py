@@ -8,6 +8,9 @@ inside the code finds its own ``model`` at load time and at call time alike.
 Code that imports by name from outside the package's modules (``pickle`` and ``torch.load``
 finding a class by its module name, ``importlib.import_module``) is served too while the
 entrypoint runs: for that moment the top-level names are aliased in ``sys.modules``.
+
+``import_code_module`` imports a module of the code and turns its failures into neuropod's
+errors, for every backend that runs packaged code (python entrypoints, Keras custom objects).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from neuropod.errors import BackendUnavailable, PackageError
 
 _counter = itertools.count()
 _real_import = builtins.__import__
@@ -80,6 +85,15 @@ class CodeNamespace:
         """Import ``name`` (e.g. the entrypoint package) from the code."""
         return importlib.import_module(self.qualify(name))
 
+    def defines(self, obj: object) -> bool:
+        """Whether ``obj`` (a class or function) was defined by the code's modules."""
+        return str(getattr(obj, "__module__", None) or "").startswith(self.prefix + ".")
+
+    def own_names(self, dotted: str) -> set[str]:
+        """The module names that importing ``dotted`` looks up (``a``, ``a.b``), qualified."""
+        parts = dotted.split(".")
+        return {self.qualify(".".join(parts[: i + 1])) for i in range(len(parts))}
+
     @contextmanager
     def aliased(self) -> Iterator[None]:
         """Make the code's top-level names importable under their own names, for a moment."""
@@ -131,6 +145,40 @@ class CodeNamespace:
             # `import pkg.sub` binds `pkg`, not the namespace root.
             return sys.modules[f"{self.prefix}.{name.partition('.')[0]}"]
         return _real_import(name, globals, locals, fromlist, level)
+
+
+def import_code_module(namespace: CodeNamespace, name: str, where: str, hint: str = "") -> types.ModuleType:
+    """Import ``name`` from a package's code (or, outside it, from the environment).
+
+    Args:
+        namespace: the package's code namespace.
+        name: the dotted module name.
+        where: the package and what imports the module, to begin messages with.
+        hint: added to the message of a missing dependency (where the requirements are listed).
+
+    Raises:
+        PackageError: ``name`` is neither in the code nor installed, or importing it raised (the
+            code's exception is the ``__cause__``).
+        BackendUnavailable: the code imports a module that is not installed.
+    """
+    try:
+        return namespace.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name in namespace.own_names(name):
+            raise PackageError(
+                f"{where}: module {name!r} is not in the package's code "
+                f"(0/code holds: {', '.join(sorted(namespace.names)) or 'nothing'})"
+            ) from exc
+        raise missing_dependency(where, exc, hint) from exc
+    except ImportError as exc:
+        raise missing_dependency(where, exc, hint) from exc
+    except Exception as exc:
+        raise PackageError(f"{where}: importing {name} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def missing_dependency(where: str, exc: ImportError, hint: str = "") -> BackendUnavailable:
+    """The error for packaged code that imports something not installed."""
+    return BackendUnavailable(f"{where}: the model's code cannot import what it needs ({exc}){hint}")
 
 
 class _NamespaceFinder(importlib.abc.MetaPathFinder):

@@ -5,26 +5,40 @@ Keras is first imported), called directly in inference mode: no session, no ``pr
 Tested on the TensorFlow, JAX and PyTorch backends of Keras 3 (the latter two in fresh
 processes, since the backend is chosen when Keras is imported). String tensors need the
 TensorFlow backend (the others have no string type).
+
+Custom objects (layers, subclassed models) come from the package's code: the modules of
+``custom_object_modules`` in ``0/config.json`` are imported from ``0/code`` in a namespace of the
+package's own (see ``code_namespace``) before the model loads. Keras finds a custom class by
+its registered name (``"package>Class"``) alone, and its global registry outranks any custom
+object scope for the layers inside a model, so what the code registers with
+``keras.saving.register_keras_serializable`` stays in the global registry only while the model
+loads (under the lock of ``CodeNamespace.aliased``); then the registry is as it was. Two
+packages may thus ship different classes of one registered name.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 
 from neuropod.backends.base import Backend
+from neuropod.backends.code_namespace import CodeNamespace, import_code_module
 from neuropod.errors import InferenceError, OptionError, PackageError
 from neuropod.package.package import Package
 
 logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.keras"
+
+#: The key of ``0/config.json`` listing the modules to import before loading the model.
+CUSTOM_OBJECT_MODULES = "custom_object_modules"
 
 
 @dataclass(frozen=True)
@@ -118,7 +132,9 @@ class KerasBackend(Backend):
 
     Raises:
         PackageError: ``0/data/model.keras`` is missing or cannot be loaded, or its inputs and
-            outputs do not match the spec.
+            outputs do not match the spec; a custom object module is neither in the package's
+            code nor installed, or importing it raised (its exception is the ``__cause__``).
+        BackendUnavailable: a custom object module imports a module that is not installed.
         OptionError: a thread count on a backend other than TensorFlow, or one that can no
             longer be applied; ``visible_gpu`` names a GPU that does not exist.
     """
@@ -132,6 +148,7 @@ class KerasBackend(Backend):
         inter_op_threads: int | None = None,
     ):
         super().__init__(package, visible_gpu=visible_gpu)
+        self._namespace: CodeNamespace | None = None
         self.keras_backend = keras.backend.backend()
         self._convert_in: Callable[[np.ndarray], Any] = _unchanged
         self._convert_out: Callable[[Any], np.ndarray] = keras.ops.convert_to_numpy
@@ -160,11 +177,14 @@ class KerasBackend(Backend):
         if not path.is_file():
             raise PackageError(f"{package.path}: the Keras model 0/data/{MODEL_FILE} is missing")
         try:
-            with _scope(self._device):
-                self.model = keras.saving.load_model(str(path), compile=False)
-        except (ValueError, TypeError, OSError, KeyError) as exc:
-            raise PackageError(f"{package.path}: cannot load 0/data/{MODEL_FILE}: {exc}") from exc
-        config = package.config
+            self.model = self._load(path, _custom_object_modules(package))
+            self._match_spec()
+        except BaseException:
+            self.close()
+            raise
+
+    def _match_spec(self) -> None:
+        config = self.package.config
         spec_inputs = [spec.name for spec in config.inputs]
         spec_outputs = [spec.name for spec in config.outputs]
         io = model_io(self.model)
@@ -182,7 +202,7 @@ class KerasBackend(Backend):
         outputs = match_names(spec_outputs, io.output_names, "output")
         if inputs is None or outputs is None:
             raise PackageError(
-                f"{package.path}: the Keras model takes {io.input_names} and returns "
+                f"{self.package.path}: the Keras model takes {io.input_names} and returns "
                 f"{io.output_names}, which do not match the spec's inputs {spec_inputs} and "
                 f"outputs {spec_outputs}"
             )
@@ -190,6 +210,17 @@ class KerasBackend(Backend):
         self._inputs = {model: spec for spec, model in inputs.items()}
         self._input_order = io.input_names
         self._outputs = {model: spec for spec, model in outputs.items()}
+
+    def _load(self, path: Path, modules: list[str]) -> Any:
+        where = f"{self.package.path}: cannot load 0/data/{MODEL_FILE}"
+        if not modules:
+            with _scope(self._device):
+                return _load_model(path, where, _SHIP_CODE_HINT)
+        self._namespace = namespace = CodeNamespace([self.package.code_dir])
+        imports = f"{self.package.path}: custom_object_modules"
+        hint = f"the package's custom_object_modules {modules} do not register it"
+        with namespace.aliased(), _registered(namespace, modules, imports), _scope(self._device):
+            return _load_model(path, where, hint)
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         convert = self._convert_in
@@ -216,6 +247,56 @@ class KerasBackend(Backend):
         return {
             self._outputs[name]: self._convert_out(value) for name, value in items if name in self._outputs
         }
+
+    def close(self) -> None:
+        if self._namespace is not None:
+            self._namespace.close()
+
+
+_SHIP_CODE_HINT = (
+    "package the code that registers the model's custom classes with "
+    "create_keras_neuropod(code_path_spec=..., custom_object_modules=[...])"
+)
+
+
+def _custom_object_modules(package: Package) -> list[str]:
+    modules = package.backend_config().get(CUSTOM_OBJECT_MODULES, [])
+    if not isinstance(modules, list) or not all(isinstance(name, str) for name in modules):
+        raise PackageError(
+            f"{package.path}: {CUSTOM_OBJECT_MODULES} in 0/config.json must be a list of module "
+            f"names, got {modules!r}"
+        )
+    return modules
+
+
+@contextlib.contextmanager
+def _registered(namespace: CodeNamespace, modules: list[str], where: str) -> Iterator[None]:
+    """Import the modules; take what the package's code registered out of the registry on exit.
+
+    Registrations by modules outside the code (installed ones) stay, as those modules stay imported.
+    """
+    registry = keras.saving.get_custom_objects()
+    before = dict(registry)
+    try:
+        for name in modules:
+            import_code_module(namespace, name, where)
+        yield
+    finally:
+        for key, obj in list(registry.items()):
+            if before.get(key) is not obj and namespace.defines(obj):
+                if key in before:
+                    registry[key] = before[key]
+                else:
+                    del registry[key]
+
+
+def _load_model(path: Path, where: str, unregistered_hint: str) -> Any:
+    try:
+        return keras.saving.load_model(str(path), compile=False)
+    except (ValueError, TypeError, OSError, KeyError) as exc:
+        if "Could not locate" in str(exc):  # a class or function Keras has no registration for
+            where = f"{where} ({unregistered_hint})"
+        raise PackageError(f"{where}: {exc}") from exc
 
 
 def _unchanged(array: np.ndarray) -> np.ndarray:

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from neuropod.backends.base import Backend
-from neuropod.backends.code_namespace import CodeNamespace
-from neuropod.errors import BackendUnavailable, InferenceError, PackageError
+from neuropod.backends.code_namespace import CodeNamespace, import_code_module, missing_dependency
+from neuropod.errors import InferenceError, PackageError
 from neuropod.package import layout
 from neuropod.package.package import Package
 
@@ -49,21 +49,7 @@ class PythonBackend(Backend):
     def _build(self, entrypoint_package: str, entrypoint: str) -> Callable[..., Any]:
         where = f"{self.package.path}: entrypoint {entrypoint_package}.{entrypoint}"
         with self._namespace.aliased():
-            try:
-                module = self._namespace.import_module(entrypoint_package)
-            except ModuleNotFoundError as exc:
-                if exc.name in self._own_names(entrypoint_package):
-                    raise PackageError(
-                        f"{where}: module {entrypoint_package!r} is not in the package's code "
-                        f"(0/code holds: {', '.join(sorted(self._namespace.names)) or 'nothing'})"
-                    ) from exc
-                raise self._missing_dependency(where, exc) from exc
-            except ImportError as exc:
-                raise self._missing_dependency(where, exc) from exc
-            except Exception as exc:
-                raise PackageError(
-                    f"{where}: importing {entrypoint_package} failed: {type(exc).__name__}: {exc}"
-                ) from exc
+            module = import_code_module(self._namespace, entrypoint_package, where, self._requirements_hint())
             factory = getattr(module, entrypoint, None)
             if factory is None:
                 raise PackageError(f"{where}: module {entrypoint_package} has no attribute {entrypoint!r}")
@@ -72,7 +58,7 @@ class PythonBackend(Backend):
             try:
                 model = factory(str(self.package.data_dir))
             except ImportError as exc:
-                raise self._missing_dependency(where, exc) from exc
+                raise missing_dependency(where, exc, self._requirements_hint()) from exc
             except Exception as exc:
                 raise PackageError(f"{where} failed: {type(exc).__name__}: {exc}") from exc
         if not callable(model):
@@ -82,17 +68,11 @@ class PythonBackend(Backend):
             )
         return model
 
-    def _own_names(self, dotted: str) -> set[str]:
-        parts = dotted.split(".")
-        return {self._namespace.qualify(".".join(parts[: i + 1])) for i in range(len(parts))}
-
-    def _missing_dependency(self, where: str, exc: ImportError) -> BackendUnavailable:
-        hint = ""
+    def _requirements_hint(self) -> str:
         for name in (layout.REQUIREMENTS_LOCK, layout.REQUIREMENTS_IN):
             if (self.package.root / name).is_file():
-                hint = f"; the package lists its requirements in {name}"
-                break
-        return BackendUnavailable(f"{where}: the model's code cannot import what it needs ({exc}){hint}")
+                return f"; the package lists its requirements in {name}"
+        return ""
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = self._model(**inputs)

@@ -8,7 +8,7 @@
     0/config.json        backend settings
     0/ops/               custom op libraries (always present, may be empty)
     0/data/              the model itself (model.pt, model.pb, savedmodel/, data files, ...)
-    0/code/              Python code of python packages
+    0/code/              Python code of python packages (and the custom objects of Keras ones)
     0/requirements.lock  pinned requirements of python packages
 """
 

@@ -65,7 +65,7 @@ class Package:
 
     @property
     def code_dir(self) -> Path:
-        """``0/code``: the Python code of python packages."""
+        """``0/code``: the Python code of python packages (and of Keras packages' custom objects)."""
         return self.root / layout.CODE_DIR
 
     @property

@@ -12,6 +12,7 @@ from neuropod.environments.lock import lock_requirements
 from neuropod.errors import PackageError
 from neuropod.package import layout
 from neuropod.package.builder import PackageBuilder
+from neuropod.packagers.code import IGNORE, check_code_path_spec, copy_code
 from neuropod.packagers.common import create_package
 
 if TYPE_CHECKING:
@@ -83,11 +84,11 @@ def create_python_neuropod(
         )
     # Checked before anything is written, so that a bad call leaves nothing behind.
     data = _check_data_paths(data_paths)
-    code = _check_code_path_spec(code_path_spec, Path(neuropod_path))
+    code = check_code_path_spec(code_path_spec, Path(neuropod_path))
 
     def write_model(builder: PackageBuilder) -> None:
         _copy_data(builder.root / layout.DATA_DIR, data)
-        _copy_code(builder.root / layout.CODE_DIR, code)
+        copy_code(builder.root / layout.CODE_DIR, code)
         if requirements is not None:
             (builder.root / layout.REQUIREMENTS_IN).write_text(requirements, encoding="utf-8")
             lock = lock_requirements(requirements)
@@ -108,9 +109,6 @@ def create_python_neuropod(
 
 #: PyTorch eager models are packaged as Python code, as in the original Neuropod.
 create_pytorch_neuropod = create_python_neuropod
-
-
-_IGNORE = shutil.ignore_patterns("*.pyc", "__pycache__")
 
 
 def _check_data_paths(data_paths: Sequence[Mapping[str, str]]) -> list[tuple[Path, str]]:
@@ -148,53 +146,6 @@ def _copy_data(data_dir: Path, data: list[tuple[Path, str]]) -> None:
         target = data_dir / name
         target.parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():
-            shutil.copytree(src, target, ignore=_IGNORE)
+            shutil.copytree(src, target, ignore=IGNORE)
         else:
             shutil.copyfile(src, target)
-
-
-def _check_code_path_spec(
-    code_path_spec: Sequence[Mapping[str, Any]], neuropod_path: Path
-) -> list[tuple[Path, str]]:
-    """``(source directory, relative path in 0/code)`` for every code directory, after checking each."""
-    if isinstance(code_path_spec, (str, bytes, Mapping)):
-        raise PackageError(
-            f"code_path_spec must be a list of {{'python_root', 'dirs_to_package'}} dicts, "
-            f"got {code_path_spec!r}"
-        )
-    checked: list[tuple[Path, str]] = []
-    for spec in code_path_spec:
-        if not isinstance(spec, Mapping) or set(spec) != {"python_root", "dirs_to_package"}:
-            raise PackageError(
-                f"Each code_path_spec item must be {{'python_root', 'dirs_to_package'}}, got {spec!r}"
-            )
-        root = Path(spec["python_root"])
-        if neuropod_path.resolve().is_relative_to(root.resolve()):
-            raise PackageError(
-                f"neuropod_path {neuropod_path} must not be inside python_root {root}: the package "
-                f"would copy itself; write it elsewhere"
-            )
-        dirs = spec["dirs_to_package"]
-        if isinstance(dirs, (str, bytes)):
-            raise PackageError(f"dirs_to_package must be a list of directories, got {dirs!r}")
-        for rel in dirs:
-            rel_path = Path(rel)
-            if rel_path.is_absolute() or ".." in rel_path.parts or not rel_path.parts:
-                raise PackageError(
-                    f"Each of dirs_to_package must be a directory relative to python_root {root}, got {rel!r}"
-                )
-            src = root / rel_path
-            if not src.is_dir():
-                raise PackageError(f"Code directory {src} (from python_root {root}) does not exist")
-            checked.append((src, rel_path.as_posix()))
-    return checked
-
-
-def _copy_code(code_dir: Path, code: list[tuple[Path, str]]) -> None:
-    code_dir.mkdir(parents=True, exist_ok=True)
-    for src, rel in code:
-        shutil.copytree(src, code_dir / rel, ignore=_IGNORE, dirs_exist_ok=True)
-    # The original made every code directory a regular package; its packages rely on that.
-    for dirpath, _dirnames, filenames in os.walk(code_dir):
-        if dirpath != str(code_dir) and "__init__.py" not in filenames:
-            Path(dirpath, "__init__.py").touch()

@@ -210,3 +210,20 @@ def test_malformed_infer_message_is_invalid_argument(client, server):
             assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert "not a valid ModelInferRequest" in info.value.details()
     assert client.is_server_ready()
+
+
+def test_grpc_threads(tmp_path):
+    from neuropod.serving.server import default_grpc_threads
+
+    assert default_grpc_threads() >= 2
+    assert default_grpc_threads([3, 60]) == max(63, default_grpc_threads())
+    adder = build_model(tmp_path, "adder")
+    with pytest.raises(ValueError, match="grpc_threads must be at least 1"):
+        Server([adder], grpc_threads=0)
+    with Server([adder], http_port=None, grpc_port=0, grpc_threads=1) as server:
+        client = grpcclient.InferenceServerClient(server.grpc_address)
+        x = np.ones((1, 2), np.float32)
+        for _ in range(3):  # one thread answers every call in turn
+            assert client.is_server_ready()
+            np.testing.assert_array_equal(client.infer("adder", adder_inputs(x, x)).as_numpy("sum"), 2 * x)
+        client.close()

@@ -45,6 +45,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--max-body-size", metavar="BYTES", type=int, default=2**31 - 1, help="largest request accepted"
     )
     parser.add_argument(
+        "--grpc-threads", metavar="N", type=int,
+        help="gRPC calls run at once (default: one per CPU, or per model slot if more)",
+    )  # fmt: skip
+    parser.add_argument(
         "--drain-timeout", metavar="SECONDS", type=float, default=30.0,
         help="how long to wait for requests in flight when stopping (default: 30)",
     )  # fmt: skip
@@ -58,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("nothing to serve: give package paths, --repository DIR, or both")
     if args.no_http and args.no_grpc:
         raise CommandError("--no-http and --no-grpc leave nothing to serve")
+    if args.grpc_threads is not None and args.grpc_threads < 1:
+        raise CommandError(f"--grpc-threads must be at least 1, got {args.grpc_threads}")
     from neuropod.serving import Server
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -71,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         load_options=load_options(args),
         auth_token=args.auth_token,
         max_body_size=args.max_body_size,
+        grpc_threads=args.grpc_threads,
         drain_timeout=args.drain_timeout,
     )
     stop = threading.Event()

@@ -163,6 +163,7 @@ def _write_response(
 ) -> tuple[Headers, list[bytes | memoryview]]:
     entries = []
     raws: list[memoryview] = []
+    non_finite = False
     datatypes = served.output_datatypes
     for name, want in requested.items() if requested is not None else ((n, None) for n in outputs):
         array = outputs[name]
@@ -179,13 +180,15 @@ def _write_response(
             )
             if raw is not None:
                 raws.append(raw)
+            elif array.dtype.kind in "fc" and not non_finite:
+                non_finite = not np.isfinite(array).all()
         entries.append(entry)
     response: dict[str, Any] = {"model_name": served.name, "model_version": VERSION}
     request_id = request.get("id")
     if request_id is not None:
         response["id"] = request_id
     response["outputs"] = entries
-    header = json_codec.dumps(response)
+    header = json_codec.dumps(response, allow_nan=non_finite)
     if not raws:
         return _JSON, [header]
     headers = [(b"content-type", _BINARY_CONTENT_TYPE), (_HEADER_LENGTH, str(len(header)).encode())]

@@ -4,9 +4,10 @@ orjson (part of the ``serve`` extra) parses and writes a small inference body in
 microsecond each, against five to ten for the standard library: a tenth of the server's own
 time per small request. Without it the standard library does the same job.
 
-The two differ on non-finite floats, which JSON cannot hold: orjson writes them as ``null``
-(as KServe does), the standard library as the non-standard ``NaN`` / ``Infinity``. Clients
-that need them exact ask for binary outputs.
+JSON has no NaN or infinities, but Triton's clients send and read them as ``NaN`` and
+``Infinity`` (perf_analyzer's random JSON data holds some), as Python's ``json`` does. So a
+document orjson refuses is read again by the standard library, and a response holding
+non-finite floats is written by it (orjson would write ``null``).
 """
 
 from __future__ import annotations
@@ -28,16 +29,23 @@ def loads(data: bytes | bytearray | memoryview) -> Any:
         ValueError: the document is not valid JSON (or not UTF-8).
     """
     if orjson is not None:
-        return orjson.loads(data)
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass  # perhaps NaN or Infinity, which the standard library reads; or an error it reports
     return json.loads(bytes(data))
 
 
-def dumps(value: Any) -> bytes:
+def dumps(value: Any, allow_nan: bool = False) -> bytes:
     """Write a value as compact JSON, UTF-8 encoded.
+
+    Args:
+        value: what to write.
+        allow_nan: the value holds non-finite floats, to write as ``NaN`` / ``Infinity``.
 
     Raises:
         TypeError: the value holds something JSON cannot represent.
     """
-    if orjson is not None:
+    if orjson is not None and not allow_nan:
         return orjson.dumps(value)
     return json.dumps(value, separators=(",", ":")).encode()

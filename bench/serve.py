@@ -264,6 +264,8 @@ def request_count(case: Case, quick: bool) -> int:
         return 300 if quick else 1000
     if case.protocol == "http-json" and not case.shm:
         return 4 if quick else 8
+    if case.protocol == "grpc" and case.concurrency > 1:
+        return 15 if quick else 20  # 40 runs past PERF_ANALYZER_MEMORY against a fast server
     return 15 if quick else 40
 
 

@@ -65,7 +65,7 @@ SIZES = {"small": 4, "large": 1 << 20}
 PROTOCOLS = ("http-binary", "http-json", "grpc")
 MAX_BATCH_SIZE = 8
 #: The address space perf_analyzer may use.
-PERF_ANALYZER_MEMORY = 8 << 30
+PERF_ANALYZER_MEMORY = 16 << 30
 
 IDENTITY = """
     def get_model(data_dir):

@@ -29,8 +29,10 @@ count_windows``), fewer for 4 MB tensors.
 perf_analyzer 2.58-2.60 sends one element in place of a whole tensor with
 ``--input-tensor-format json`` when the model configuration has ``max_batch_size`` 0, so both
 servers report ``max_batch_size`` 8 and perf_analyzer sends batches of one row. KServe's JSON
-answers carry ``"parameters": null``, which perf_analyzer's JSON reader rejects: its HTTP JSON
-rows fail, a gap of KServe's that the table shows as it is.
+answers carry ``"parameters": null``, which perf_analyzer reads as binary outputs and then
+fails ("non-existing object member 'binary_data_size'"): its HTTP JSON rows fail, a gap of
+KServe's that the table shows as it is. perf_analyzer's random JSON data holds ``NaN``, which
+the servers must accept as Triton does.
 """
 
 from __future__ import annotations

@@ -56,14 +56,14 @@ Handler = Callable[[Any, Any, grpc.ServicerContext], Any]
 Requested = list[tuple[str, dict[str, Any]]] | None
 
 
-def start_grpc_server(core: ServerCore, host: str, port: int, threads: int = 16) -> tuple[grpc.Server, int]:
+def start_grpc_server(core: ServerCore, host: str, port: int, threads: int) -> tuple[grpc.Server, int]:
     """Start the gRPC front end.
 
     Args:
         core: what the server serves.
         host: the address to listen on.
         port: the port; 0 picks a free one.
-        threads: how many calls are handled at once.
+        threads: how many calls are handled at once (see ``server.default_grpc_threads``).
 
     Returns:
         ``(server, bound_port)``.

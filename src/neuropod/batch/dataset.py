@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from neuropod.errors import NeuropodError
+from neuropod.errors import DatasetError
 from neuropod.spec.tensor_spec import TensorSpec
 
 #: Input formats, named as the state file and messages name them.
@@ -35,10 +35,6 @@ _SUFFIXES = {".npz": NPZ, ".parquet": PARQUET, ".pq": PARQUET, ".arrow": ARROW, 
 
 #: The name of the only shard of an in-memory dataset, and of a lone folder of ``.npy`` files.
 SINGLE = "."
-
-
-class DatasetError(NeuropodError, ValueError):
-    """A dataset or an output folder cannot be read or written as a batch run needs."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The errors of version selection, in neuropod's tree of errors.
+"""The errors of version selection, in neuropod's tree of errors (defined in ``neuropod.errors``).
 
 ::
 
@@ -13,20 +13,6 @@
 
 from __future__ import annotations
 
-from neuropod.errors import BackendUnavailable, NeuropodError, PackageError
+from neuropod.errors import EnvironmentBuildError, FrameworkVersionError, RequirementsError
 
-
-class RequirementsError(PackageError):
-    """A package's requirements are malformed or unsatisfiable; the message quotes the resolver."""
-
-
-class FrameworkVersionError(BackendUnavailable):
-    """The package needs a framework version (``platform_version_semver``) that is not installed,
-    and names no locked requirement that would let neuropod build an environment with it."""
-
-
-class EnvironmentBuildError(NeuropodError, RuntimeError):
-    """Building an isolated environment for a package failed; the message quotes uv's reason.
-
-    Nothing of the failed build is left in the cache: the next load tries again.
-    """
+__all__ = ["EnvironmentBuildError", "FrameworkVersionError", "RequirementsError"]

@@ -8,19 +8,10 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from neuropod.errors import BackendUnavailable
+from neuropod.errors import BackendUnavailable, UvFailed
 
 #: How many lines of uv's output an error quotes when uv printed no ``error:`` line.
 TAIL_LINES = 20
-
-
-class UvFailed(Exception):
-    """uv exited with an error; ``reason`` is what it said about it."""
-
-    def __init__(self, reason: str, returncode: int):
-        super().__init__(reason)
-        self.reason = reason
-        self.returncode = returncode
 
 
 def find_uv() -> str:

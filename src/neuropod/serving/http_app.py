@@ -21,6 +21,7 @@ from neuropod.serving import http_infer, json_codec, metrics
 from neuropod.serving.core import ServerCore
 from neuropod.serving.errors import (
     BadRequest,
+    MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
     ServingError,
@@ -41,13 +42,6 @@ _HEADER_LENGTH = HEADER_LENGTH.lower().encode()
 #: socket, and a client woken by a partial answer costs more than the copy.
 _COALESCE_LIMIT = 64 * 1024
 _MODEL_ACTIONS = {"": "GET", "ready": "GET", "infer": "POST", "config": "GET", "stats": "GET"}
-
-
-class MethodNotAllowed(ServingError):
-    """The path exists, but not with this method."""
-
-    status = 405
-    grpc_code = "UNIMPLEMENTED"
 
 
 class Request:

@@ -30,6 +30,8 @@ from array import array
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from neuropod.errors import ChannelClosed
+
 #: The largest message: tracebacks are cut to fit well within it.
 MAX_MESSAGE = 1024 * 1024
 #: The kernel's limit on descriptors in one message (SCM_MAX_FD).
@@ -56,10 +58,6 @@ _TRUNCATED = int(socket.MSG_TRUNC) | int(socket.MSG_CTRUNC)
 _SOL_SOCKET = int(socket.SOL_SOCKET)
 _SCM_RIGHTS = int(socket.SCM_RIGHTS)
 _INT_SIZE = array("i").itemsize
-
-
-class ChannelClosed(Exception):
-    """The other process closed its end of the channel, or died."""
 
 
 def channel_pair() -> tuple[Channel, socket.socket]:

@@ -14,7 +14,7 @@ import sys
 import traceback
 from typing import Any
 
-from neuropod.errors import InferenceError, PackageError
+from neuropod.errors import InferenceError, PackageError, RemoteTraceback
 
 CODE_PREFIX = "_neuropod_code_"  # see neuropod.backends.code_namespace
 
@@ -22,17 +22,6 @@ CODE_PREFIX = "_neuropod_code_"  # see neuropod.backends.code_namespace
 MAX_TRACEBACK = 16 * 1024
 
 ErrorDescription = tuple[str, str, Any, str, str]
-
-
-class RemoteTraceback(Exception):
-    """The traceback of an exception raised in a worker process, as text."""
-
-    def __init__(self, text: str):
-        super().__init__(text)
-        self.text = text
-
-    def __str__(self) -> str:
-        return "\n\nTraceback in the worker process:\n" + self.text
 
 
 def describe(exc: BaseException) -> ErrorDescription:

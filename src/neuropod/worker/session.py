@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from neuropod.errors import InferenceTimeout, WorkerCrashed
+from neuropod.errors import InferenceTimeout, WorkerCrashed, WorkerGone
 from neuropod.worker.channel import SPIN_S, ChannelClosed, channel_pair, current_cpu
 from neuropod.worker.pool import BufferPool
 from neuropod.worker.process import WorkerProcess
@@ -25,10 +25,6 @@ from neuropod.worker.protocol import ERROR, INFER, LOAD, READY, RECEIVER, SENDER
 from neuropod.worker.remote_errors import rebuild
 from neuropod.worker.shm import SharedBuffer, buffer_of, data_offset
 from neuropod.worker.tensors import ARENA_SIZE, decode, encode
-
-
-class WorkerGone(WorkerCrashed):
-    """The worker had died before a call reached it: the call can go to a new worker."""
 
 
 class WorkerSession:

@@ -13,9 +13,19 @@ import pytest
 import neuropod.errors as errors
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "neuropod"
-BUILTIN_EXCEPTIONS = {
-    name for name, value in vars(builtins).items() if isinstance(value, type) and issubclass(value, BaseException)
-}
+
+
+def _exception_names(module: object) -> set[str]:
+    return {
+        name
+        for name, value in vars(module).items()
+        if isinstance(value, type)
+        and issubclass(value, BaseException)
+        and value.__module__ == module.__name__
+    }
+
+
+BUILTIN_EXCEPTIONS = _exception_names(builtins)
 
 
 def _exception_classes_outside_errors() -> list[str]:
@@ -38,11 +48,7 @@ def test_no_exception_class_is_defined_outside_neuropod_errors():
 
 
 def test_every_error_is_exported_and_drawn_in_the_tree():
-    defined = sorted(
-        name
-        for name, value in vars(errors).items()
-        if isinstance(value, type) and issubclass(value, BaseException) and value.__module__ == errors.__name__
-    )
+    defined = sorted(_exception_names(errors))
     assert defined == errors.__all__
     drawn = re.findall(r"^ {4}[│├└─ ]*([A-Z]\w+)", errors.__doc__ or "", re.MULTILINE)
     assert sorted(drawn) == defined

@@ -1,4 +1,4 @@
-'''The exceptions neuropod raises, in one small tree.
+"""The exceptions neuropod raises, in one small tree.
 
 ::
 
@@ -40,12 +40,12 @@ Every class derives from the builtin that code written for the original Neuropod
 ``except ValueError`` keeps working. Framework exceptions are translated at the backend boundary
 and kept as ``__cause__``. The last three stand outside ``NeuropodError`` on purpose: a
 ``RemoteTraceback`` is never raised, only chained, and the internal two are always caught and
-translated where they are raised (were they ``NeuropodError``\\ s, a model would let them through
+translated where they are raised (under ``NeuropodError``, a model would let them through
 untranslated).
 
 The classes are defined here, and only here; the modules that raised them before (e.g.
 ``neuropod.serving.errors``) import them from here, so both paths name the same class.
-'''
+"""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ import jax
 import numpy as np
 from jax import export
 
+from neuropod.alignment import ALIGNMENT, aligned_copy, is_aligned
 from neuropod.backends.base import Backend
 from neuropod.errors import InferenceError, PackageError
 from neuropod.package.package import Package
@@ -21,7 +22,7 @@ MODEL_FILE = "model.jax"
 PARAMS_DIR = "params"
 
 #: XLA's CPU client uses a host buffer in place only when its data is aligned to this.
-CPU_ALIGNMENT = 64
+CPU_ALIGNMENT = ALIGNMENT
 
 # Below this size, handing the numpy array to the jitted call (whose C++ path transfers it) is
 # cheaper than a Python-level device_put; above it, device_put's fixed cost is noise.
@@ -160,21 +161,6 @@ def to_jax(array: np.ndarray, device: Any, min_bytes: int = _DEVICE_PUT_MIN_BYTE
     if device.platform == "cpu" and not is_aligned(array):
         array = aligned_copy(array)
     return jax.device_put(array, device)
-
-
-def is_aligned(array: np.ndarray) -> bool:
-    """Whether XLA's CPU client can use ``array``'s memory in place (C-contiguous, 64-byte aligned)."""
-    return bool(array.flags.c_contiguous) and array.ctypes.data % CPU_ALIGNMENT == 0
-
-
-def aligned_copy(array: np.ndarray) -> np.ndarray:
-    """A C-contiguous copy of ``array`` whose data starts on a 64-byte boundary."""
-    raw = np.empty(array.nbytes + CPU_ALIGNMENT, dtype=np.uint8)
-    start = -raw.ctypes.data % CPU_ALIGNMENT
-    # The view keeps ``raw`` (its base) alive for as long as JAX holds the array.
-    out = raw[start : start + array.nbytes].view(array.dtype).reshape(array.shape)
-    np.copyto(out, array)
-    return out
 
 
 def _choose_device(visible_gpu: int | None) -> Any:

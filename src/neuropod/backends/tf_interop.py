@@ -28,14 +28,14 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from neuropod import alignment
+from neuropod.alignment import aligned_copy
 from neuropod.errors import OptionError, PackageError
 from neuropod.package.manifest import sha256_file
 from neuropod.package.package import Package
 
 logger = logging.getLogger(__name__)
 
-#: TensorFlow's buffer alignment (``-DEIGEN_MAX_ALIGN_BYTES=64`` in its compile flags).
-ALIGNMENT = 64
 
 # Element kinds DLPack carries: bool, signed and unsigned integers, floats.
 _DLPACK_KINDS = frozenset("biuf")
@@ -46,19 +46,9 @@ _loaded_ops: set[str] = set()
 _ops_lock = threading.Lock()
 
 
-def aligned_copy(array: np.ndarray) -> np.ndarray:
-    """A C-contiguous, writeable copy of ``array`` whose data starts on an ``ALIGNMENT`` boundary."""
-    buffer = np.empty(array.nbytes + ALIGNMENT, dtype=np.uint8)
-    offset = -buffer.ctypes.data % ALIGNMENT
-    # The view keeps ``buffer`` alive through its ``base``.
-    copy = buffer[offset : offset + array.nbytes].view(array.dtype).reshape(array.shape)
-    np.copyto(copy, array)
-    return copy
-
-
 def is_aligned(array: np.ndarray) -> bool:
-    """Whether TensorFlow can use ``array``'s memory as it is."""
-    return array.flags.c_contiguous and array.flags.writeable and array.ctypes.data % ALIGNMENT == 0
+    """Whether TensorFlow can use ``array``'s memory as it is (aligned, and writeable: see above)."""
+    return bool(array.flags.writeable) and alignment.is_aligned(array)
 
 
 def to_eager(array: np.ndarray) -> tf.Tensor:

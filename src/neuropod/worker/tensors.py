@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from neuropod.alignment import round_up
 from neuropod.errors import InferenceError
 from neuropod.worker.pool import BufferPool
 from neuropod.worker.protocol import ARENA, NO_BLOCK, PICKLED, SENDER
 from neuropod.worker.shm import SharedBuffer
 
-ALIGN = 64
 #: Tensors up to this size go through the arena, and arrive as copies of their own.
 SMALL = 64 * 1024
 #: The arena's size: a call's small tensors beyond it go to a pooled block.
@@ -81,13 +81,13 @@ def encode(
             else:
                 np.copyto(arena.view(array.dtype, array.shape, used), array)
             descriptors.append((name, dtype, shape, None, ARENA, arena.id, used))
-            used += (nbytes + ALIGN - 1) & -ALIGN
+            used += round_up(nbytes)
             continue
         large.append((len(descriptors), dtype, array))
         descriptors.append((name, dtype, shape, None, SENDER, 0, 0))
     if not large:
         return descriptors, None
-    block = pool.acquire(sum((array.nbytes + ALIGN - 1) & -ALIGN for _, _, array in large))
+    block = pool.acquire(sum(round_up(array.nbytes) for _, _, array in large))
     try:
         offset = 0
         for index, _, array in large:
@@ -96,7 +96,7 @@ def encode(
             else:
                 np.copyto(block.view(array.dtype, array.shape, offset), array)
             descriptors[index] = (*descriptors[index][:5], block.id, offset)
-            offset += (array.nbytes + ALIGN - 1) & -ALIGN
+            offset += round_up(array.nbytes)
     except BaseException:
         pool.release(block)
         raise

@@ -14,36 +14,18 @@ from importlib.metadata import entry_points
 
 from neuropod.backends.base import Backend
 from neuropod.errors import BackendUnavailable
+from neuropod.platforms import BUILTIN_PLATFORMS
 
 ENTRY_POINT_GROUP = "neuropod.backends"
 
-BUILTIN_BACKENDS: dict[str, str] = {
-    "jax": "neuropod.backends.jax:JaxBackend",
-    "keras": "neuropod.backends.keras:KerasBackend",
-    "onnx": "neuropod.backends.onnx:OnnxBackend",
-    "python": "neuropod.backends.python:PythonBackend",
-    "tensorflow": "neuropod.backends.tensorflow:TensorFlowBackend",
-    "torchscript": "neuropod.backends.torchscript:TorchScriptBackend",
-}
+#: The backend of each built-in platform (from ``neuropod.platforms``, the one table).
+BUILTIN_BACKENDS: dict[str, str] = {name: p.backend for name, p in BUILTIN_PLATFORMS.items()}
 
 #: The optional extra that installs each platform's framework.
-EXTRAS: dict[str, str] = {
-    "torchscript": "torch",
-    "jax": "jax",
-    "onnx": "onnx",
-    "tensorflow": "tensorflow",
-    "keras": "keras",
-}
+EXTRAS: dict[str, str] = {name: p.extra for name, p in BUILTIN_PLATFORMS.items() if p.extra}
 
 #: The module each built-in platform's framework is imported as (``None``: numpy alone).
-FRAMEWORK_MODULES: dict[str, str | None] = {
-    "python": None,
-    "torchscript": "torch",
-    "tensorflow": "tensorflow",
-    "keras": "keras",
-    "onnx": "onnxruntime",
-    "jax": "jax",
-}
+FRAMEWORK_MODULES: dict[str, str | None] = {name: p.framework for name, p in BUILTIN_PLATFORMS.items()}
 
 BackendRef = str | type[Backend]
 

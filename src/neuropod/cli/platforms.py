@@ -6,7 +6,8 @@ import argparse
 import importlib.util
 
 from neuropod.cli.output import table
-from neuropod.registry import EXTRAS, FRAMEWORK_MODULES, platforms
+from neuropod.platforms import BUILTIN_PLATFORMS
+from neuropod.registry import platforms
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -22,17 +23,23 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run(args: argparse.Namespace) -> int:
     """Print one row per platform."""
-    rows = [[name, FRAMEWORK_MODULES.get(name) or "-", framework_status(name)] for name in platforms()]
+    rows = [[name, _framework(name) or "-", framework_status(name)] for name in platforms()]
     print(table(rows, ["platform", "framework", "status"], indent=0))
     return 0
 
 
 def framework_status(platform: str) -> str:
     """``available``, ``missing (pip install ...)``, or ``unknown`` for third-party platforms."""
-    if platform not in FRAMEWORK_MODULES:
+    builtin = BUILTIN_PLATFORMS.get(platform)
+    if builtin is None:
         return "unknown (third-party backend)"
-    module = FRAMEWORK_MODULES[platform]
+    module = builtin.framework
     if module is None or importlib.util.find_spec(module) is not None:
         return "available"
-    extra = EXTRAS.get(platform)
+    extra = builtin.extra
     return f"missing (pip install 'neuropod[{extra}]')" if extra else f"missing ({module} is not installed)"
+
+
+def _framework(platform: str) -> str | None:
+    builtin = BUILTIN_PLATFORMS.get(platform)
+    return builtin.framework if builtin else None

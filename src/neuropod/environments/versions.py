@@ -15,16 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from neuropod.errors import BackendUnavailable, SpecError
+from neuropod.platforms import BUILTIN_PLATFORMS
 
 #: The distributions that provide each built-in platform's framework, in the order they are
-#: looked for. ``python`` runs arbitrary code and has no framework to check.
+#: looked for (from ``neuropod.platforms``, the one table).
 PLATFORM_DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
-    "jax": ("jax",),
-    "keras": ("keras",),
-    "onnx": ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml"),
-    "python": (),
-    "tensorflow": ("tensorflow", "tensorflow-cpu", "tensorflow-gpu", "tensorflow-macos", "tf-nightly"),
-    "torchscript": ("torch",),
+    name: platform.distributions for name, platform in BUILTIN_PLATFORMS.items()
 }
 
 _ANY = frozenset({"", "*", "x", "X"})

@@ -27,6 +27,7 @@ from neuropod.batch.runner import DEFAULT_BATCH_SIZE, run
 from neuropod.errors import OptionError
 from neuropod.model import NeuropodModel
 from neuropod.spec.tensor_spec import TensorSpec
+from neuropod.text_table import table
 
 #: ``metric(outputs, targets) -> value``, both dicts of name -> array over the whole dataset.
 Metric = Callable[[Mapping[str, np.ndarray], Mapping[str, np.ndarray]], float]
@@ -50,16 +51,9 @@ class Evaluation:
         """A table with a column per model and a row per metric, then one of rows/s."""
         models = list(self.scores)
         metrics = list(next(iter(self.scores.values()), {}))
-        lines = [["metric", *models]]
-        lines += [[metric, *(_number(self.scores[m][metric]) for m in models)] for metric in metrics]
-        lines.append(["rows/s", *(f"{self.rows_per_second[m]:,.0f}" for m in models)])
-        widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-        return "\n".join(
-            "  ".join(
-                [line[0].ljust(widths[0]), *(c.rjust(w) for c, w in zip(line[1:], widths[1:], strict=True))]
-            )
-            for line in lines
-        )
+        rows = [[metric, *(_number(self.scores[m][metric]) for m in models)] for metric in metrics]
+        rows.append(["rows/s", *(f"{self.rows_per_second[m]:,.0f}" for m in models)])
+        return table(rows, ["metric", *models], indent=0, right=range(1, len(models) + 1))
 
     def __str__(self) -> str:
         return self.table()

@@ -1,14 +1,27 @@
-"""Text output shared by the commands: aligned tables, shapes, sizes and array summaries."""
+"""Text output shared by the commands: tables (``neuropod.text_table``), shapes, sizes and array
+summaries."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
 from neuropod.spec.dtypes import describe_array_dtype
 from neuropod.spec.tensor_spec import Dim
+from neuropod.text_table import table
+
+__all__ = [
+    "TENSOR_HEADER",
+    "format_shape",
+    "format_size",
+    "one_line",
+    "summarize",
+    "table",
+    "tensor_row",
+    "tensor_table",
+]
 
 #: How many values of a string tensor a summary shows.
 STRING_PREVIEW = 3
@@ -34,36 +47,6 @@ def format_size(size: int) -> str:
             return f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GiB"
-
-
-def table(
-    rows: Sequence[Sequence[str]],
-    header: Sequence[str] | None = None,
-    indent: int = 2,
-    right: Iterable[int] = (),
-) -> str:
-    """Rows as columns padded to their widest cell, separated by two spaces.
-
-    Args:
-        rows: the cells, row by row; every row has as many cells as ``header``.
-        header: the column titles, printed first.
-        indent: spaces before every line.
-        right: indices of the columns aligned to the right (numbers).
-    """
-    lines = [list(header)] if header is not None else []
-    lines += [list(row) for row in rows]
-    if not lines:
-        return ""
-    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-    right_columns = set(right)
-    out = []
-    for line in lines:
-        cells = [
-            cell.rjust(width) if i in right_columns else cell.ljust(width)
-            for i, (cell, width) in enumerate(zip(line, widths, strict=True))
-        ]
-        out.append(" " * indent + "  ".join(cells).rstrip())
-    return "\n".join(out)
 
 
 def summarize(array: np.ndarray) -> str:

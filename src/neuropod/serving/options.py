@@ -28,6 +28,13 @@ with the server's default options, or a folder of its own holding a package and 
             "max_queue_delay_ms": 2    max_batch_size rows, waiting at most this long
         }                              (neuropod.batching.DynamicBatcher; every input and
     }                                  output must start with one batch symbol)
+
+The file is checked by hand rather than by a schema library (msgspec, pydantic): its values are
+checked by ``ModelOptions`` itself, which servers also build in code (``Server(model_options=...)``)
+where no file is decoded, so a schema would be a second validator of the same fields with a second
+message format. What is left to the reader is the file's shape (an object, known keys, a package
+path), a few lines that name the file and the key. msgspec (a new dependency) and pydantic (not a
+dependency today, and over 100 ms to import) would not be lighter.
 """
 
 from __future__ import annotations

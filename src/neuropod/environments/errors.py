@@ -1,15 +1,6 @@
-"""The errors of version selection, in neuropod's tree of errors (defined in ``neuropod.errors``).
-
-::
-
-    NeuropodError
-    ├── PackageError (ValueError)
-    │   └── RequirementsError              a package's requirements cannot be locked (resolver's reason)
-    ├── BackendUnavailable (ImportError)
-    │   └── FrameworkVersionError          the installed framework's version is outside the package's range
-    └── EnvironmentBuildError (RuntimeError)
-                                           an isolated environment could not be built (uv's reason)
-"""
+"""The errors of version selection and isolated environments: ``RequirementsError`` (a
+``PackageError``), ``FrameworkVersionError`` (a ``BackendUnavailable``) and
+``EnvironmentBuildError`` (a ``RuntimeError``), defined in ``neuropod.errors``'s tree."""
 
 from __future__ import annotations
 

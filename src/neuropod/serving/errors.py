@@ -1,19 +1,11 @@
 """What a request can fail with, and the HTTP status and gRPC code each failure answers.
 
-::
-
-    ServingError
-    ├── BadRequest          400  INVALID_ARGUMENT    malformed request (also any ValidationError)
-    ├── Unauthenticated     401  UNAUTHENTICATED     missing or wrong bearer token
-    ├── NotFound            404  NOT_FOUND           unknown model, version, tensor or region
-    ├── MethodNotAllowed    405  UNIMPLEMENTED       the path exists, not with this method
-    ├── PayloadTooLarge     413  RESOURCE_EXHAUSTED  body or region over the configured limit
-    ├── Unavailable         503  UNAVAILABLE         model not ready, or the server stopping
-    └── InternalError       500  INTERNAL            the model failed (crash, error, timeout)
-
-``ValidationError`` (a neuropod spec or protocol mistake) answers 400; any other exception
-from a model answers 500. The message is always the exception's text. The classes are defined
-in ``neuropod.errors``, with the rest of neuropod's errors.
+The failures are ``ServingError`` and its subclasses (``BadRequest`` 400, ``Unauthenticated``
+401, ``NotFound`` 404, ``MethodNotAllowed`` 405, ``PayloadTooLarge`` 413, ``Unavailable`` 503,
+``InternalError`` 500), drawn with their gRPC codes in ``neuropod.errors``'s tree, where they
+are defined. ``classify`` answers any exception: a ``ServingError`` its own status, a
+``ValidationError`` (a neuropod spec or protocol mistake) 400, an ``InferenceTimeout`` 500 /
+``DEADLINE_EXCEEDED``, anything else 500. The message is always the exception's text.
 """
 
 from __future__ import annotations

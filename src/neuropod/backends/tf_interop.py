@@ -29,13 +29,11 @@ import numpy as np
 import tensorflow as tf
 
 from neuropod import alignment
-from neuropod.alignment import aligned_copy
 from neuropod.errors import OptionError, PackageError
 from neuropod.package.manifest import sha256_file
 from neuropod.package.package import Package
 
 logger = logging.getLogger(__name__)
-
 
 # Element kinds DLPack carries: bool, signed and unsigned integers, floats.
 _DLPACK_KINDS = frozenset("biuf")
@@ -56,7 +54,7 @@ def to_eager(array: np.ndarray) -> tf.Tensor:
     if array.dtype.kind not in _DLPACK_KINDS:
         return tf.convert_to_tensor(array)
     if not is_aligned(array):
-        array = aligned_copy(array)
+        array = alignment.aligned_copy(array)
     # The capsule holds a reference to ``array``, released when TensorFlow frees the tensor.
     return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
 

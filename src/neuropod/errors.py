@@ -41,7 +41,7 @@ Every class derives from the builtin that code written for the original Neuropod
 and kept as ``__cause__``. The last three stand outside ``NeuropodError`` on purpose: a
 ``RemoteTraceback`` is never raised, only chained, and the internal two are always caught and
 translated where they are raised (under ``NeuropodError``, a model would let them through
-untranslated).
+untranslated); those two are left out of ``__all__``.
 
 The classes are defined here, and only here; the modules that raised them before (e.g.
 ``neuropod.serving.errors``) import them from here, so both paths name the same class.
@@ -52,7 +52,6 @@ from __future__ import annotations
 __all__ = [
     "BackendUnavailable",
     "BadRequest",
-    "ChannelClosed",
     "CommandError",
     "DatasetError",
     "EnvironmentBuildError",
@@ -77,7 +76,6 @@ __all__ = [
     "Unauthenticated",
     "Unavailable",
     "UnsafeArchiveError",
-    "UvFailed",
     "ValidationError",
     "WorkerCrashed",
     "WorkerGone",

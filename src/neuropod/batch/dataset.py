@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from neuropod.errors import DatasetError
+from neuropod.errors import DatasetError as DatasetError  # re-exported: its old home
 from neuropod.spec.tensor_spec import TensorSpec
 
 #: Input formats, named as the state file and messages name them.

@@ -8,7 +8,8 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from neuropod.errors import BackendUnavailable, UvFailed
+from neuropod.errors import BackendUnavailable
+from neuropod.errors import UvFailed as UvFailed  # re-exported: its old home
 
 #: How many lines of uv's output an error quotes when uv printed no ``error:`` line.
 TAIL_LINES = 20

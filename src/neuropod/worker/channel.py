@@ -30,7 +30,7 @@ from array import array
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from neuropod.errors import ChannelClosed
+from neuropod.errors import ChannelClosed as ChannelClosed  # re-exported: its old home
 
 #: The largest message: tracebacks are cut to fit well within it.
 MAX_MESSAGE = 1024 * 1024

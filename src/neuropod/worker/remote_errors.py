@@ -14,7 +14,8 @@ import sys
 import traceback
 from typing import Any
 
-from neuropod.errors import InferenceError, PackageError, RemoteTraceback
+from neuropod.errors import InferenceError, PackageError
+from neuropod.errors import RemoteTraceback as RemoteTraceback  # re-exported: its old home
 
 CODE_PREFIX = "_neuropod_code_"  # see neuropod.backends.code_namespace
 

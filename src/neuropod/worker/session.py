@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from neuropod.errors import InferenceTimeout, WorkerCrashed, WorkerGone
+from neuropod.errors import InferenceTimeout, WorkerCrashed
+from neuropod.errors import WorkerGone as WorkerGone  # re-exported: its old home
 from neuropod.worker.channel import SPIN_S, ChannelClosed, channel_pair, current_cpu
 from neuropod.worker.pool import BufferPool
 from neuropod.worker.process import WorkerProcess

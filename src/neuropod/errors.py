@@ -8,7 +8,9 @@
     │                                        tensors given to or returned by ``infer`` break the spec
     ├── PackageError (ValueError)            a package cannot be written or read
     │   ├── IntegrityError                   a file differs from the manifest, is missing, or is extra
-    │   └── UnsafeArchiveError               a zip entry would land outside the package
+    │   ├── UnsafeArchiveError               a zip entry would land outside the package
+    │   └── VersionRangeError (SpecError, RuntimeError)
+    │                                        ``platform_version_semver`` is not a version range
     ├── TestDataMismatch (ValueError)        a packaged model's output differs from the expected test output
     ├── OptionError (TypeError)              an unknown or invalid option was passed
     ├── BackendUnavailable (ImportError)     no backend for a platform, or its framework is not installed
@@ -37,6 +39,7 @@ __all__ = [
     "TestDataMismatch",
     "UnsafeArchiveError",
     "ValidationError",
+    "VersionRangeError",
     "WorkerCrashed",
 ]
 
@@ -67,6 +70,14 @@ class IntegrityError(PackageError):
 
 class UnsafeArchiveError(PackageError):
     """A zipped package holds an entry that would be written outside the package."""
+
+
+class VersionRangeError(PackageError, SpecError, RuntimeError):
+    """``platform_version_semver`` is not an npm-style version range.
+
+    Raised when packaging (a malformed spec) and when loading (a malformed package). The original
+    Neuropod stored any range and raised ``RuntimeError`` at load, so it is one of those too.
+    """
 
 
 class TestDataMismatch(NeuropodError, ValueError):

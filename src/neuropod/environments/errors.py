@@ -6,7 +6,8 @@
     ├── PackageError (ValueError)
     │   └── RequirementsError              a package's requirements cannot be locked (resolver's reason)
     ├── BackendUnavailable (ImportError)
-    │   └── FrameworkVersionError          the installed framework's version is outside the package's range
+    │   └── FrameworkVersionError (RuntimeError)
+    │                                      the installed framework's version is outside the package's range
     └── EnvironmentBuildError (RuntimeError)
                                            an isolated environment could not be built (uv's reason)
 """
@@ -20,7 +21,7 @@ class RequirementsError(PackageError):
     """A package's requirements are malformed or unsatisfiable; the message quotes the resolver."""
 
 
-class FrameworkVersionError(BackendUnavailable):
+class FrameworkVersionError(BackendUnavailable, RuntimeError):
     """The package needs a framework version (``platform_version_semver``) that is not installed,
     and names no locked requirement that would let neuropod build an environment with it."""
 

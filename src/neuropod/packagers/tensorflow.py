@@ -117,7 +117,9 @@ def create_tensorflow_neuropod(
                     )
                 target.write_bytes(graph_def.SerializeToString(deterministic=True))
             _check_graph(target, mapping, init_ops)
-            builder.write_backend_config({"node_name_mapping": mapping, "init_op_names": init_ops})
+            builder.write_backend_config(
+                {"node_name_mapping": mapping, "init_op_names": init_ops}, sort_keys=False
+            )
             return
         target = data / SAVED_MODEL_DIR
         if saved_model_dir is not None:

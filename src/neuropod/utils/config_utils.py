@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from neuropod.errors import PackageError
 from neuropod.package.config import ModelConfig
-from neuropod.spec.tensor_spec import parse_specs
+from neuropod.spec.tensor_spec import TensorSpec, parse_specs
 
 __all__ = [
     "canonicalize_tensor_spec",
     "read_neuropod_config",
+    "validate_neuropod_config",
     "validate_tensor_spec",
     "write_neuropod_config",
 ]
@@ -28,8 +30,63 @@ def validate_tensor_spec(spec: Iterable[Any]) -> None:
 
 
 def canonicalize_tensor_spec(spec: Iterable[Any]) -> list[dict[str, Any]]:
-    """Return the specs with canonical dtype names (``double`` -> ``float64``)."""
-    return [item.to_dict() for item in parse_specs(spec, "tensor")]
+    """Return the specs with canonical dtype names (``double`` -> ``float64``).
+
+    Each shape is returned as given (a tuple stays a tuple), as the original returned it.
+
+    Args:
+        spec: ``{"name", "dtype", "shape"}`` dicts or ``TensorSpec`` objects.
+
+    Returns:
+        A new list of new dicts; ``spec`` is not modified.
+
+    Raises:
+        SpecError: a dtype, shape item or name is malformed, or a name repeats.
+    """
+    items = list(spec) if isinstance(spec, Iterator) else spec
+    return [
+        {
+            "name": parsed.name,
+            "dtype": parsed.dtype,
+            "shape": item.shape if isinstance(item, TensorSpec) else item["shape"],
+        }
+        for item, parsed in zip(items, parse_specs(items, "tensor"), strict=True)
+    ]
+
+
+def validate_neuropod_config(config: Mapping[str, Any]) -> None:
+    """Check a model config dict, as read from or written to ``config.json``.
+
+    Args:
+        config: ``name``, ``platform``, ``input_spec``, ``output_spec`` and
+            ``input_tensor_device`` (a device for every input, and only for inputs);
+            optionally ``custom_ops`` and ``platform_version_semver``.
+
+    Raises:
+        PackageError: a field is missing; the name or platform is not a string; a spec's name,
+            dtype or shape is malformed; ``custom_ops`` is not a list of strings; or an input
+            has no device, a device names no input, or is neither ``"GPU"`` nor ``"CPU"``.
+            It is a ``ValueError``, as the original raised.
+    """
+    source = "The neuropod config"
+    if not isinstance(config, Mapping):
+        raise PackageError(f"{source} must be a dict, got {type(config).__name__}")
+    if "input_tensor_device" not in config:
+        raise PackageError(f"{source} lacks the field input_tensor_device")
+    parsed = ModelConfig.from_json(dict(config), source=source)
+    inputs = [spec.name for spec in parsed.inputs]
+    devices = config["input_tensor_device"]
+    # from_json reads an empty mapping as "all on the GPU" (configs older than devices); a
+    # config being validated must name every device.
+    missing = [name for name in inputs if name not in devices]
+    if missing:
+        raise PackageError(f"{source}: Input(s) {', '.join(map(repr, missing))} have no device")
+    extra = sorted(str(name) for name in devices if name not in inputs)
+    if extra:
+        raise PackageError(
+            f"{source}: input_tensor_device names tensor(s) {', '.join(map(repr, extra))} that "
+            f"are not in the input spec (inputs: {', '.join(map(repr, sorted(inputs)))})"
+        )
 
 
 def write_neuropod_config(

@@ -476,3 +476,70 @@ def test_a_file_over_2_gib_is_zipped_with_zip64(python_root, tmp_path):
         small = zf.getinfo("0/code/addition_model/model.py")
         assert small.extra == b""
         assert info.extra != b""
+
+
+# --- audit: the original's other utils ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "name", "dtype"),
+    [
+        ("double", "float64", np.float64),
+        (np.float32, "float32", np.float32),
+        ("int64", "int64", np.int64),
+        ("string", "string", np.str_),
+        (np.str_, "string", np.str_),
+    ],
+)
+def test_dtype_utils(given, name, dtype):
+    from neuropod.utils.dtype_utils import get_dtype, get_dtype_name
+
+    assert get_dtype_name(given) == name
+    assert get_dtype(given) == np.dtype(dtype)
+    assert get_dtype(name) == np.dtype(dtype)
+
+
+def test_dtype_utils_refuse_what_a_spec_cannot_hold():
+    from neuropod.utils.dtype_utils import get_dtype, get_dtype_name
+
+    for function in (get_dtype, get_dtype_name):
+        with pytest.raises(SpecError, match="'complex128' is not an allowed data type"):
+            function("complex128")
+
+
+RANDOM_IN = [
+    {"name": "in_string_vector", "dtype": "string", "shape": ("N",)},
+    {"name": "in_int_matrix", "dtype": "int32", "shape": ("N", "M")},
+    {"name": "in_float64_scalar", "dtype": "float64", "shape": ()},
+]
+RANDOM_OUT = [
+    {"name": "out_string_vector", "dtype": "string", "shape": ("N",)},
+    {"name": "out_int_matrix", "dtype": "int32", "shape": ("N", "M")},
+    {"name": "out_float_matrix", "dtype": "float32", "shape": ("N", None)},
+    {"name": "out_float_scalar", "dtype": "float32", "shape": ()},
+]
+
+
+def test_randomify_neuropod_writes_a_stub_that_honours_the_spec(tmp_path):
+    from neuropod.utils.randomify import randomify_neuropod
+
+    path = tmp_path / "stub"
+    assert randomify_neuropod(path, RANDOM_IN, RANDOM_OUT) == path
+    with load_neuropod(path) as model:
+        assert model.name == "random_model"
+        out = model.infer({"in_int_matrix": np.zeros((3, 2), np.int32), "in_float64_scalar": np.float64(1)})
+        assert out["out_string_vector"].shape == (3,)
+        assert out["out_int_matrix"].shape == (3, 2)
+        assert out["out_float_matrix"].shape[0] == 3
+        assert out["out_float_scalar"].shape == ()
+        with pytest.raises(RuntimeError, match="are not found in the input spec"):
+            model.infer({"bogus": np.zeros(1, np.float32)})
+        with pytest.raises(ValueError, match="in the input spec is expected to have 2 dimensions, but had 1"):
+            model.infer({"in_int_matrix": np.zeros(3, np.int32)})
+
+
+def test_randomify_neuropod_refuses_an_existing_path(tmp_path):
+    from neuropod.utils.randomify import randomify_neuropod
+
+    with pytest.raises(PackageError, match="already exists"):
+        randomify_neuropod(tmp_path, RANDOM_IN, RANDOM_OUT)

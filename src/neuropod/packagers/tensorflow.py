@@ -132,6 +132,8 @@ def create_tensorflow_neuropod(
             except (TypeError, ValueError) as exc:
                 raise PackageError(f"trackable_obj cannot be saved as a SavedModel: {exc}") from exc
         _check_signature(target, inputs, outputs)
+        # Unused by a SavedModel, but the original wrote it, and manifests should hash alike.
+        builder.write_backend_config({"node_name_mapping": None, "init_op_names": []}, sort_keys=False)
 
     create_package(
         "create_tensorflow_neuropod",

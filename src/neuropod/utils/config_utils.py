@@ -23,6 +23,9 @@ __all__ = [
 def validate_tensor_spec(spec: Iterable[Any]) -> None:
     """Check a list of ``{"name", "dtype", "shape"}`` specs.
 
+    Args:
+        spec: the specs (dicts or ``TensorSpec`` objects).
+
     Raises:
         SpecError: a dtype, shape item or name is malformed, or a name repeats.
     """
@@ -101,7 +104,24 @@ def write_neuropod_config(
     default_input_tensor_device: str = "GPU",
     **_ignored: Any,
 ) -> None:
-    """Write ``config.json`` into a package directory, exactly as the original wrote it."""
+    """Write ``config.json`` into a package directory, exactly as the original wrote it.
+
+    Args:
+        neuropod_path: the package directory.
+        model_name: the model's name.
+        platform: the platform (``"python"``, ``"torchscript"``, ...).
+        input_spec: the input specs.
+        output_spec: the output specs.
+        platform_version_semver: the framework versions the model needs (stored as given, as
+            the original did; it is checked when the package is loaded).
+        custom_ops: file names of the custom ops in ``0/ops``.
+        input_tensor_device: ``{input: "GPU" or "CPU"}``; other inputs get the default.
+        default_input_tensor_device: the device of inputs not in ``input_tensor_device``.
+        **_ignored: the other packager arguments, accepted and ignored as the original did.
+
+    Raises:
+        SpecError: a spec, the name or a device is malformed.
+    """
     ModelConfig.build(
         name=model_name,
         platform=platform,
@@ -115,5 +135,16 @@ def write_neuropod_config(
 
 
 def read_neuropod_config(neuropod_path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and check a package directory's ``config.json``; return it as a dict."""
+    """Read and check a package directory's ``config.json``.
+
+    Args:
+        neuropod_path: the package directory.
+
+    Returns:
+        The config, with canonical dtypes, shapes as lists, and a device for every input (GPU
+        where a config older than devices names none, as the original did).
+
+    Raises:
+        PackageError: the file is missing, not JSON, or malformed.
+    """
     return ModelConfig.read(Path(neuropod_path)).to_json()

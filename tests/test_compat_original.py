@@ -394,6 +394,14 @@ def test_numpy_scalar_inputs_are_0d_arrays(scalar_model):
     assert type(inputs["x"]) is np.float32  # the caller's dict is untouched
 
 
+def test_numpy_scalars_out_of_process(scalar_model):
+    with load_neuropod(scalar_model, use_ope=True) as model:
+        out = model.infer({"x": np.float32(2.0), "kind": np.str_("numpy")})
+    assert type(out["out"]) is np.ndarray
+    assert out["out"].shape == ()
+    assert out["out"] == 4.0
+
+
 @pytest.mark.parametrize("kind", ["numpy", "array"])
 def test_numpy_scalar_outputs_are_0d_arrays(scalar_model, kind):
     with load_neuropod(scalar_model) as model:

@@ -250,7 +250,7 @@ def test_canonicalize_tensor_spec():
     ]
     before = [dict(item) for item in spec]
     assert canonicalize_tensor_spec(spec) == [
-        {"name": "x", "dtype": "float64", "shape": [None, "batch", 2]},
+        {"name": "x", "dtype": "float64", "shape": (None, "batch", 2)},
         {"name": "y", "dtype": "float32", "shape": []},
         {"name": "s", "dtype": "string", "shape": [None]},
     ]

@@ -342,7 +342,10 @@ def test_packages_ship_different_classes_of_one_registered_name(tmp_path: Path) 
                 neuropod_path=paths[-1],
                 model_name=f"shift{amount}",
                 model=model,
-                code_path_spec=[{"python_root": str(code), "dirs_to_package": ["shift"]}],
+                # The second ships its whole python_root ("" in dirs_to_package, as the original).
+                code_path_spec=[
+                    {"python_root": str(code), "dirs_to_package": ["shift" if amount == 1 else ""]}
+                ],
                 custom_object_modules=["shift"],
             )
         zeros = {"x": np.zeros((1, 2), np.float32)}
@@ -361,6 +364,13 @@ def test_packages_ship_different_classes_of_one_registered_name(tmp_path: Path) 
             ["absent"],
             r"Code directory .*absent \(from python_root .*\) does not exist",
             id="no-code-directory",
+        ),
+        pytest.param(
+            [{"python_root": "ROOT", "dirs_to_package": [""]}],
+            ["absent"],
+            r"custom_object_modules names 'absent', which is neither in the code of code_path_spec "
+            r"\(its top-level packages: present\) nor installed",
+            id="whole-root-without-the-module",
         ),
         pytest.param(
             CUSTOM_CODE["code_path_spec"],
@@ -394,7 +404,7 @@ def test_packages_ship_different_classes_of_one_registered_name(tmp_path: Path) 
 def test_custom_object_packaging_errors(
     tmp_path: Path, code_path_spec: Any, modules: Any, message: str
 ) -> None:
-    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "present").mkdir(parents=True)
     code_path_spec = [
         {**spec, "python_root": str(tmp_path / "code")} if spec["python_root"] == "ROOT" else spec
         for spec in code_path_spec

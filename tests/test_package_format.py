@@ -190,6 +190,7 @@ def test_manifest_holds_the_sha256_of_every_other_file(sources, tmp_path):
         "test_data.npz",
         "0/config.json",
         "0/data/offset.txt",
+        "0/code/__init__.py",
         "0/code/addition_model/__init__.py",
         "0/code/addition_model/model.py",
         "0/code/addition_model/helpers.py",

@@ -96,6 +96,7 @@ def test_original_config_utils_paths():
     from neuropod.utils.config_utils import (
         canonicalize_tensor_spec,
         read_neuropod_config,
+        validate_neuropod_config,
         validate_tensor_spec,
         write_neuropod_config,
     )
@@ -103,12 +104,19 @@ def test_original_config_utils_paths():
     assert sorted(config_utils.__all__) == [
         "canonicalize_tensor_spec",
         "read_neuropod_config",
+        "validate_neuropod_config",
         "validate_tensor_spec",
         "write_neuropod_config",
     ]
     assert all(
         callable(f)
-        for f in (canonicalize_tensor_spec, read_neuropod_config, validate_tensor_spec, write_neuropod_config)
+        for f in (
+            canonicalize_tensor_spec,
+            read_neuropod_config,
+            validate_neuropod_config,
+            validate_tensor_spec,
+            write_neuropod_config,
+        )
     )
 
 

@@ -224,9 +224,10 @@ def test_graph_layout_and_settings(root: Path) -> None:
     )
     assert (path / "0" / "data" / "model.pb").is_file()
     assert (path / "0" / "ops").is_dir()
-    text = (path / "0" / "config.json").read_text()
-    assert text == json.dumps(
-        {"init_op_names": [], "node_name_mapping": ADDITION_NODES}, indent=4, sort_keys=True
+    # One line, keys in the original's (unsorted) order, mapping as given.
+    assert (path / "0" / "config.json").read_bytes() == (
+        b'{"node_name_mapping": {"x": "model/x", "y": "model/y", "out": "model/out"}, '
+        b'"init_op_names": []}'
     )
 
 
@@ -243,7 +244,8 @@ def test_frozen_graph_is_copied_byte_for_byte(root: Path, frozen_graph: Path) ->
 def test_savedmodel_layout(root: Path, saved_model: Path) -> None:
     path = package(root / "sm-layout", saved_model_dir=saved_model, package_as_zip=False)
     assert (path / "0" / "data" / "savedmodel" / "saved_model.pb").is_file()
-    assert not (path / "0" / "config.json").exists()
+    # What the original wrote for SavedModels, byte for byte.
+    assert (path / "0" / "config.json").read_bytes() == b'{"node_name_mapping": null, "init_op_names": []}'
 
 
 def test_graph_input_with_a_default_may_be_left_out(graph_package: Path) -> None:
@@ -431,7 +433,7 @@ def _original_layout(
     (root / "config.json").write_text(json.dumps(config, indent=4, sort_keys=True))
     (root / "0" / "ops").mkdir(parents=True)
     if backend_config is not None:
-        (root / "0" / "config.json").write_text(json.dumps(backend_config, indent=4, sort_keys=True))
+        (root / "0" / "config.json").write_text(json.dumps(backend_config))
     for name, data in model_files.items():
         target = root / "0" / "data" / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -458,7 +460,7 @@ def test_original_layout_loads(root: Path, saved_model: Path, form: str) -> None
             for p in saved_model.rglob("*")
             if p.is_file()
         }
-        settings = None
+        settings = {"node_name_mapping": None, "init_op_names": []}
     directory = _original_layout(root / f"original-{form}", files, settings)
     assert not (directory / "manifest.json").exists()
     x, y = xy()

@@ -10,11 +10,14 @@
     ├── PackageError (ValueError)            a package cannot be written or read
     │   ├── IntegrityError                   a file differs from the manifest, is missing, or is extra
     │   ├── UnsafeArchiveError               a zip entry would land outside the package
-    │   └── RequirementsError                a package's requirements cannot be locked (resolver's reason)
+    │   ├── RequirementsError                a package's requirements cannot be locked (resolver's reason)
+    │   └── VersionRangeError (SpecError, RuntimeError)
+    │                                        ``platform_version_semver`` is not a version range
     ├── TestDataMismatch (ValueError)        a packaged model's output differs from the expected test output
     ├── OptionError (TypeError)              an unknown or invalid option was passed
     ├── BackendUnavailable (ImportError)     no backend for a platform, or its framework is not installed
-    │   └── FrameworkVersionError            the installed framework's version is outside the package's range
+    │   └── FrameworkVersionError (RuntimeError)
+    │                                        the installed framework's version is outside the package's range
     ├── InferenceError (RuntimeError)        the model itself failed while running
     ├── WorkerCrashed (RuntimeError)         the worker process running the model died (``use_ope=True``)
     │   └── WorkerGone                       it had died before the call reached it (the call is retried)
@@ -77,6 +80,7 @@ __all__ = [
     "Unavailable",
     "UnsafeArchiveError",
     "ValidationError",
+    "VersionRangeError",
     "WorkerCrashed",
     "WorkerGone",
 ]
@@ -123,6 +127,14 @@ class RequirementsError(PackageError):
     """A package's requirements are malformed or unsatisfiable; the message quotes the resolver."""
 
 
+class VersionRangeError(PackageError, SpecError, RuntimeError):
+    """``platform_version_semver`` is not an npm-style version range.
+
+    Raised when packaging (a malformed spec) and when loading (a malformed package). The original
+    Neuropod stored any range and raised ``RuntimeError`` at load, so it is one of those too.
+    """
+
+
 class TestDataMismatch(NeuropodError, ValueError):
     """A model's output differs from the expected output it was packaged with."""
 
@@ -137,7 +149,7 @@ class BackendUnavailable(NeuropodError, ImportError):
     """No backend is registered for a platform, or its framework is not installed."""
 
 
-class FrameworkVersionError(BackendUnavailable):
+class FrameworkVersionError(BackendUnavailable, RuntimeError):
     """The package needs a framework version (``platform_version_semver``) that is not installed,
     and names no locked requirement that would let neuropod build an environment with it."""
 

@@ -13,6 +13,7 @@ from neuropod.backends.base import Backend
 from neuropod.errors import InferenceError, ModelClosedError, NeuropodError, ValidationError
 from neuropod.package.config import ModelConfig
 from neuropod.spec.dtypes import numpy_dtype
+from neuropod.spec.scalars import scalars_as_arrays
 from neuropod.spec.tensor_spec import TensorSpec
 from neuropod.spec.validation import TensorValidator
 
@@ -99,6 +100,7 @@ class NeuropodModel:
         backend = self._backend
         if backend is None:
             raise ModelClosedError(f"Model '{self.name}' is closed")
+        inputs = scalars_as_arrays(inputs)
         self._check_inputs(inputs)
         try:
             outputs = backend.infer(dict(inputs))
@@ -108,6 +110,7 @@ class NeuropodModel:
             raise InferenceError(
                 f"Model '{self.name}' ({self.platform}) failed: {type(exc).__name__}: {exc}"
             ) from exc
+        outputs = scalars_as_arrays(outputs, python_scalars=True)
         self._check_outputs(outputs)
         return outputs
 

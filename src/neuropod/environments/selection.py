@@ -24,7 +24,7 @@ from neuropod.environments.cache import EnvironmentCache
 from neuropod.environments.errors import FrameworkVersionError
 from neuropod.environments.lock import RequirementLock
 from neuropod.environments.versions import PLATFORM_DISTRIBUTIONS, VersionRange, installed_framework
-from neuropod.errors import OptionError, PackageError, SpecError
+from neuropod.errors import OptionError, VersionRangeError
 from neuropod.package.package import Package
 
 logger = logging.getLogger("neuropod.environments")
@@ -63,8 +63,8 @@ def check_package(package: Package) -> Needs:
     config = package.config
     try:
         version_range = VersionRange(config.platform_version_semver)
-    except SpecError as exc:
-        raise PackageError(f"{package.path}: {exc}") from None
+    except VersionRangeError as exc:
+        raise VersionRangeError(f"{package.path}: {exc}") from None
     lock = RequirementLock.read(package.root)
     problems = lock.problems_here() if lock is not None else []
     installed = None if version_range.is_any else installed_framework(config.platform)

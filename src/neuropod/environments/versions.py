@@ -14,7 +14,7 @@ import importlib.metadata
 from dataclasses import dataclass
 from typing import Any
 
-from neuropod.errors import BackendUnavailable, SpecError
+from neuropod.errors import BackendUnavailable, SpecError, VersionRangeError
 from neuropod.platforms import BUILTIN_PLATFORMS
 
 #: The distributions that provide each built-in platform's framework, in the order they are
@@ -34,7 +34,8 @@ class VersionRange:
         text: the range, e.g. ``"> 1.13.1"`` or ``"1.4.0 - 1.6.0"``.
 
     Raises:
-        SpecError: ``text`` is not a range; the message names it.
+        VersionRangeError: ``text`` is not a range; the message names it. It is a ``SpecError``
+            and, as in the original Neuropod, a ``RuntimeError``.
 
     >>> VersionRange("^2.1").contains("2.13.0+cpu")
     True
@@ -44,14 +45,14 @@ class VersionRange:
 
     def __post_init__(self) -> None:
         if not isinstance(self.text, str):
-            raise SpecError(f"platform_version_semver must be a string, got {self.text!r}")
+            raise VersionRangeError(f"platform_version_semver must be a string, got {self.text!r}")
         if self.is_any:
             return
         nodesemver = _nodesemver()
         try:
             nodesemver.Range(self.text, loose=False)
         except (ValueError, TypeError) as exc:
-            raise SpecError(
+            raise VersionRangeError(
                 f"platform_version_semver {self.text!r} is not a version range ({exc}); "
                 f"use npm's syntax, e.g. '1.13.1', '> 1.13.1', '1.4.0 - 1.6.0', '^2.1' or '*'"
             ) from None

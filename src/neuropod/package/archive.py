@@ -75,14 +75,21 @@ def write_zip(src: Path, dest: Path, compression: int = zipfile.ZIP_DEFLATED) ->
                 if name.endswith("/"):
                     zf.writestr(_entry(name, _DIR_MODE, zipfile.ZIP_STORED), b"")
                     continue
+                # Zip64 only where needed: it adds fields, and smaller files keep their bytes.
+                large = path.stat().st_size >= _ZIP64_THRESHOLD
                 with open(path, "rb") as src_file, zf.open(
-                    _entry(name, _FILE_MODE, compression), "w"
+                    _entry(name, _FILE_MODE, compression), "w", force_zip64=large
                 ) as dst_file:
                     shutil.copyfileobj(src_file, dst_file, 1 << 20)
         os.replace(tmp, dest)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+#: Files from this size on get zip64 entries. Below zipfile's limit by a margin because
+#: compressing incompressible data can grow it a little (deflate: 5 bytes per 16 KiB block).
+_ZIP64_THRESHOLD = zipfile.ZIP64_LIMIT - (zipfile.ZIP64_LIMIT >> 10)
 
 
 def _create_beside(dest: Path) -> tuple[Path, int]:

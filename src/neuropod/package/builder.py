@@ -72,9 +72,15 @@ class PackageBuilder:
         """Write the model config."""
         config.write(self.root)
 
-    def write_backend_config(self, settings: dict[str, object]) -> None:
-        """Write the backend settings ``0/config.json``."""
-        dump_json(settings, self.root / layout.BACKEND_CONFIG)
+    def write_backend_config(self, settings: dict[str, object], *, sort_keys: bool = True) -> None:
+        """Write the backend settings ``0/config.json`` on one line, as the original did.
+
+        Args:
+            settings: the backend's settings.
+            sort_keys: whether to sort keys; ``False`` keeps ``settings``' order (the original's
+                TensorFlow packager did not sort).
+        """
+        dump_json(settings, self.root / layout.BACKEND_CONFIG, indent=None, sort_keys=sort_keys)
 
     def add_custom_ops(self, paths: list[str]) -> list[str]:
         """Copy custom op libraries into ``0/ops``; return their file names."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from neuropod.errors import PackageError, SpecError
+from neuropod.errors import PackageError, SpecError, VersionRangeError
 from neuropod.package import layout
 from neuropod.package.jsonfile import dump_json, load_json
 from neuropod.spec.tensor_spec import TensorSpec, parse_specs
@@ -58,7 +58,7 @@ class ModelConfig:
         if not isinstance(name, str) or not name:
             raise SpecError(f"model_name must be a non-empty string, got {name!r}")
         if not isinstance(platform_version_semver, str) or not platform_version_semver.strip():
-            raise SpecError(
+            raise VersionRangeError(
                 f"platform_version_semver must be a version range such as '*' or '>= 2.0', "
                 f"got {platform_version_semver!r}"
             )

@@ -9,10 +9,19 @@ from typing import Any
 from neuropod.errors import PackageError
 
 
-def dump_json(obj: Any, path: Path) -> None:
-    """Write ``obj`` with 4-space indents and sorted keys, no trailing newline."""
+def dump_json(obj: Any, path: Path, *, indent: int | None = 4, sort_keys: bool = True) -> None:
+    """Write ``obj`` as ``json.dump`` does, no trailing newline.
+
+    Args:
+        obj: the JSON value.
+        path: the file to write.
+        indent: spaces per level (``config.json``, ``manifest.json``), or ``None`` for one line
+            (``0/config.json``).
+        sort_keys: sort the keys of objects; the original left TensorFlow's ``0/config.json``
+            in insertion order.
+    """
     with open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=4, sort_keys=True)
+        json.dump(obj, f, indent=indent, sort_keys=sort_keys)
 
 
 def load_json(path: Path, what: str) -> Any:

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from neuropod.backends.code_namespace import top_level_names
 from neuropod.errors import PackageError
 
 #: What is never copied from code and data directories.
@@ -46,10 +47,12 @@ def check_code_path_spec(
         if isinstance(dirs, (str, bytes)):
             raise PackageError(f"dirs_to_package must be a list of directories, got {dirs!r}")
         for rel in dirs:
-            rel_path = Path(rel)
-            if rel_path.is_absolute() or ".." in rel_path.parts or not rel_path.parts:
+            # "" (or ".") is python_root itself, as in the original: its whole tree is packaged.
+            rel_path = Path(rel) if isinstance(rel, str) else None
+            if rel_path is None or rel_path.is_absolute() or ".." in rel_path.parts:
                 raise PackageError(
-                    f"Each of dirs_to_package must be a directory relative to python_root {root}, got {rel!r}"
+                    f"Each of dirs_to_package must be a directory relative to python_root {root} "
+                    f"('' for all of it), got {rel!r}"
                 )
             src = root / rel_path
             if not src.is_dir():
@@ -58,14 +61,27 @@ def check_code_path_spec(
     return checked
 
 
+def packaged_top_level(code: list[tuple[Path, str]]) -> set[str]:
+    """The top-level modules and packages that the checked code directories put in ``0/code``."""
+    names = {rel.split("/")[0] for _, rel in code if rel != "."}
+    return names | top_level_names([src for src, rel in code if rel == "."])
+
+
 def copy_code(code_dir: Path, code: list[tuple[Path, str]]) -> None:
-    """Copy the checked code directories into ``code_dir`` (``0/code``)."""
+    """Copy the checked code directories into ``code_dir`` (``0/code``).
+
+    Every directory under ``code_dir``, ``code_dir`` included, gets an empty ``__init__.py`` if it
+    lacks one, as the original Neuropod wrote them. Without code, ``code_dir`` is not created.
+    """
+    if not code:
+        return
     code_dir.mkdir(parents=True, exist_ok=True)
     for src, rel in code:
         shutil.copytree(src, code_dir / rel, ignore=IGNORE, dirs_exist_ok=True)
-    # The original made every code directory a regular package; its packages rely on that.
+    # The original made every code directory a regular package; its packages rely on that, and
+    # the manifest hashes of packages written by both only agree with the same files.
     for dirpath, _dirnames, filenames in os.walk(code_dir):
-        if dirpath != str(code_dir) and "__init__.py" not in filenames:
+        if "__init__.py" not in filenames:
             Path(dirpath, "__init__.py").touch()
 
 

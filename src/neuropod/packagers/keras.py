@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from neuropod.errors import PackageError
 from neuropod.package import layout
 from neuropod.package.builder import PackageBuilder
-from neuropod.packagers.code import check_code_path_spec, copy_code, module_in_code
+from neuropod.packagers.code import check_code_path_spec, copy_code, module_in_code, packaged_top_level
 from neuropod.packagers.common import create_package
 from neuropod.spec.tensor_spec import TensorSpec, parse_specs
 
@@ -145,7 +145,7 @@ def create_keras_neuropod(
             code_dir = builder.root / layout.CODE_DIR
             copy_code(code_dir, code)
             for name in modules:
-                if name.partition(".")[0] in _top_level(code) and not module_in_code(code_dir, name):
+                if name.partition(".")[0] in packaged_top_level(code) and not module_in_code(code_dir, name):
                     raise PackageError(
                         f"custom_object_modules names {name!r}, which the code of code_path_spec "
                         f"does not hold"
@@ -190,7 +190,7 @@ def _check_module_names(names: Sequence[str], code: list[tuple[Path, str]]) -> l
             "load: list the modules that register the model's custom objects, e.g. "
             "custom_object_modules=['my_layers']"
         )
-    tops = _top_level(code)
+    tops = packaged_top_level(code)
     for name in names:
         top = name.partition(".")[0]
         if top not in tops and importlib.util.find_spec(top) is None:
@@ -201,6 +201,3 @@ def _check_module_names(names: Sequence[str], code: list[tuple[Path, str]]) -> l
             )
     return list(names)
 
-
-def _top_level(code: list[tuple[Path, str]]) -> set[str]:
-    return {rel.split("/")[0] for _, rel in code}

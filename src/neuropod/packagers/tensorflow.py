@@ -117,7 +117,9 @@ def create_tensorflow_neuropod(
                     )
                 target.write_bytes(graph_def.SerializeToString(deterministic=True))
             _check_graph(target, mapping, init_ops)
-            builder.write_backend_config({"node_name_mapping": mapping, "init_op_names": init_ops})
+            builder.write_backend_config(
+                {"node_name_mapping": mapping, "init_op_names": init_ops}, sort_keys=False
+            )
             return
         target = data / SAVED_MODEL_DIR
         if saved_model_dir is not None:
@@ -130,6 +132,8 @@ def create_tensorflow_neuropod(
             except (TypeError, ValueError) as exc:
                 raise PackageError(f"trackable_obj cannot be saved as a SavedModel: {exc}") from exc
         _check_signature(target, inputs, outputs)
+        # Unused by a SavedModel, but the original wrote it, and manifests should hash alike.
+        builder.write_backend_config({"node_name_mapping": None, "init_op_names": []}, sort_keys=False)
 
     create_package(
         "create_tensorflow_neuropod",

@@ -1,1 +1,2 @@
-"""The original Neuropod's utility modules: ``config_utils`` and ``eval_utils``."""
+"""The original Neuropod's utility modules: ``config_utils``, ``eval_utils``, ``dtype_utils`` and
+``randomify``."""

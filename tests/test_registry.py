@@ -245,7 +245,8 @@ def test_unknown_option_is_an_error_naming_it(tmp_path, private_tmp):
         load_neuropod(path, bogus=1, also_bogus=2, scale=2.0)
     assert str(info.value) == (
         "load_neuropod() got unknown option(s) 'also_bogus', 'bogus' for platform 'echo'; "
-        "accepted options: visible_gpu, require_all_inputs, scale"
+        "accepted options: visible_gpu, use_ope, require_all_inputs, scale, environment, env_cache, "
+        "env_progress, worker_prefix"
     )
     assert isinstance(info.value, TypeError)
     assert EchoBackend.instances == []

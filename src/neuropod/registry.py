@@ -13,7 +13,9 @@ import threading
 from importlib.metadata import entry_points
 
 from neuropod.backends.base import Backend
+from neuropod.backends.options import BUILTIN_OPTIONS
 from neuropod.errors import BackendUnavailable
+from neuropod.options import Options
 
 ENTRY_POINT_GROUP = "neuropod.backends"
 
@@ -98,6 +100,23 @@ def get_backend(platform: str) -> type[Backend]:
             )
         _resolved[platform] = backend
         return backend
+
+
+def declared_options(platform: str) -> type[Options]:
+    """The declaration of the load options of ``platform``'s backend.
+
+    A built-in backend's declaration is read without importing the backend (nor its framework),
+    so that an application whose model runs in workers can check the options first. Other
+    backends are imported (see ``get_backend``).
+
+    Raises:
+        BackendUnavailable: no backend is known for the platform, or it cannot be imported.
+    """
+    backend = _resolved.get(platform)
+    if backend is None and platform not in _registered and platform in BUILTIN_OPTIONS:
+        if not any(ep.name == platform for ep in entry_points(group=ENTRY_POINT_GROUP)):
+            return BUILTIN_OPTIONS[platform]
+    return (backend or get_backend(platform)).declared_options()
 
 
 def _import(platform: str, ref: str) -> type[Backend]:

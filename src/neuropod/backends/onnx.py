@@ -102,7 +102,9 @@ def _choose_providers(providers: Sequence[Provider] | None, visible_gpu: int | N
     available = ort.get_available_providers()
     if providers is None:
         # onnxruntime cannot count the GPUs; CUDA's provider says whether there are any.
-        gpu = choose_gpu(visible_gpu, lambda: None if CUDA in available else 0, "onnxruntime")
+        gpu = choose_gpu(
+            visible_gpu, lambda: None if CUDA in available else 0, f"onnxruntime without {CUDA}"
+        )
         return [CPU] if gpu is None else [(CUDA, {"device_id": gpu}), CPU]
     chosen: list[Provider] = []
     for provider in providers:

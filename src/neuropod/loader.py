@@ -24,12 +24,9 @@ from neuropod.options import VISIBLE_GPU, Options, declare, split_options
 from neuropod.package.package import Package
 from neuropod.registry import declared_options, get_backend
 from neuropod.remote import is_remote_url
-from neuropod.worker.options import LaunchOptions, WorkerOptions
 
 # Named in messages about unknown options, though they are parameters of load_neuropod.
 _PARAMETERS = ("visible_gpu", "use_ope")
-
-_NEEDS_OPE = {name: f"{name} applies with use_ope=True" for name in WorkerOptions.names()}
 
 
 def load_neuropod(
@@ -80,6 +77,9 @@ def load_neuropod(
     VISIBLE_GPU("visible_gpu", visible_gpu)
     if is_remote_url(neuropod_path):
         return _load_remote(str(neuropod_path), visible_gpu, use_ope, options)
+    # Imported here: the worker package is not needed by `import neuropod`.
+    from neuropod.worker.options import LaunchOptions, WorkerOptions
+
     package = Package(neuropod_path)
     try:
         platform = package.config.platform
@@ -98,7 +98,7 @@ def load_neuropod(
                     declarations,
                     f"platform '{platform}'",
                     also_accepted=_PARAMETERS,
-                    hints=None if use_ope else _NEEDS_OPE,
+                    hints=None if use_ope else _needs_ope(WorkerOptions),
                 ),
                 strict=True,
             )
@@ -135,7 +135,13 @@ def load_neuropod(
     return NeuropodModel(backend, package=package, **routed[ModelOptions])
 
 
+def _needs_ope(worker_options: type[Options]) -> dict[str, str]:
+    return {name: f"{name} applies with use_ope=True" for name in worker_options.names()}
+
+
 def _backend_options(platform: str, options: dict[str, Any]) -> type[Options]:
+    from neuropod.worker.options import LaunchOptions, WorkerOptions
+
     try:
         return declared_options(platform)
     except BackendUnavailable:

@@ -4,6 +4,8 @@ Built-in platforms are listed in ``BUILTIN_BACKENDS`` as ``"module:Class"`` stri
 framework is imported before a model of that platform is loaded. Third parties add platforms
 through the ``neuropod.backends`` entry point group (an entry point named after the platform,
 pointing at a ``Backend`` subclass), or at run time with ``register_backend``.
+``declared_options`` gives a platform's load option declaration, for built-in platforms without
+importing their backend (``neuropod.backends.options``).
 """
 
 from __future__ import annotations

@@ -382,10 +382,14 @@ def test_providers_and_threads(addition: Path) -> None:
             {"providers": ["NoSuchExecutionProvider"]},
             "'NoSuchExecutionProvider' is not available in this onnxruntime; available: ",
         ),
-        ({"providers": "CPUExecutionProvider"}, "providers must be a list of provider names"),
-        ({"providers": [("CPUExecutionProvider",)]}, "a name or a (name, options dict) pair"),
-        ({"intra_op_threads": -1}, "intra_op_threads must be an int >= 0"),
-        ({"inter_op_threads": True}, "inter_op_threads must be an int >= 0"),
+        (
+            {"providers": "CPUExecutionProvider"},
+            "providers must be None or a list of provider names or (name, options dict) pairs, "
+            "got 'CPUExecutionProvider'",
+        ),
+        ({"providers": [("CPUExecutionProvider",)]}, "or (name, options dict) pairs, got [("),
+        ({"intra_op_threads": -1}, "intra_op_threads must be None or an int >= 0 (0: onnxruntime's default)"),
+        ({"inter_op_threads": True}, "inter_op_threads must be None or an int >= 0"),
         ({"bogus": 1}, "unknown option(s) 'bogus' for platform 'onnx'"),
     ],
 )
@@ -402,7 +406,7 @@ def test_visible_gpu_without_cuda_runs_on_the_cpu(addition: Path, caplog: pytest
     with caplog.at_level(logging.WARNING), load_neuropod(addition, visible_gpu=0) as model:
         assert model._backend.providers == ["CPUExecutionProvider"]
         np.testing.assert_array_equal(model.infer({"x": x, "y": y})["out"], x + y)
-    assert "onnxruntime has no CUDAExecutionProvider" in caplog.text
+    assert "onnxruntime without CUDAExecutionProvider sees no GPU; running on the CPU" in caplog.text
 
 
 def test_unknown_packager_argument(root: Path) -> None:

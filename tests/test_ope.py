@@ -226,30 +226,53 @@ def test_load_errors_arrive_with_type_and_message(tmp_path):
     assert str(path) in str(out_of_process.value)  # names the package, not the worker's copy
 
 
-def test_unknown_options_are_rejected_by_name(tmp_path):
+@pytest.fixture
+def no_worker_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fails the test if a worker process is started."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a worker was started")
+
+    monkeypatch.setattr("neuropod.worker.backend.WorkerSession", refuse)
+
+
+def test_unknown_options_are_rejected_by_name_before_a_worker_starts(tmp_path, no_worker_starts):
     path = build_python_model(tmp_path / "add", ADD, ADD_SPEC)
-    with pytest.raises(OptionError, match="'colour'") as error:
+    with pytest.raises(OptionError) as error:
         load_neuropod(path, use_ope=True, colour="red")
-    assert "use_ope, instances, max_restarts, memory_limit, timeout" in str(error.value)
-    with pytest.raises(OptionError, match="'instances'"):
-        load_neuropod(path, instances=2)  # an out-of-process option without use_ope
+    assert str(error.value) == (
+        "load_neuropod() got unknown option(s) 'colour' for platform 'python'; accepted options: "
+        "visible_gpu, use_ope, require_all_inputs, instances, max_restarts, memory_limit, timeout, "
+        "environment, env_cache, env_progress, worker_prefix"
+    )
+
+
+def test_worker_options_without_use_ope_say_so(tmp_path):
+    path = build_python_model(tmp_path / "add", ADD, ADD_SPEC)
+    with pytest.raises(OptionError) as error:
+        load_neuropod(path, instances=2)
+    message = str(error.value)
+    assert message.startswith("load_neuropod() got unknown option(s) 'instances' for platform 'python'")
+    assert message.endswith("(instances applies with use_ope=True)")
 
 
 @pytest.mark.parametrize(
-    ("option", "value"),
+    ("option", "value", "message"),
     [
-        ("instances", 0),
-        ("instances", 1.5),
-        ("timeout", 0),
-        ("timeout", "1"),
-        ("max_restarts", -1),
-        ("memory_limit", 0),
+        ("instances", 0, "instances must be an int >= 1, got 0"),
+        ("instances", 1.5, "instances must be an int >= 1, got 1.5"),
+        ("timeout", 0, "timeout must be None or a number of seconds > 0, got 0"),
+        ("timeout", "1", "timeout must be None or a number of seconds > 0, got '1'"),
+        ("max_restarts", -1, "max_restarts must be None or an int >= 0, got -1"),
+        ("memory_limit", 0, "memory_limit must be None or an int >= 1, got 0"),
+        ("require_all_inputs", "yes", "require_all_inputs must be True or False, got 'yes'"),
     ],
 )
-def test_invalid_worker_options(tmp_path, option, value):
+def test_invalid_worker_options(tmp_path, no_worker_starts, option, value, message):
     path = build_python_model(tmp_path / "add", ADD, ADD_SPEC)
-    with pytest.raises(OptionError, match=option):
+    with pytest.raises(OptionError) as error:
         load_neuropod(path, use_ope=True, **{option: value})
+    assert str(error.value) == message
 
 
 # --- Zero-copy inputs --------------------------------------------------------------------------

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import tempfile
 import textwrap
+from dataclasses import dataclass
 from importlib.metadata import EntryPoint
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -21,6 +24,7 @@ from neuropod import (
     registry,
 )
 from neuropod.backends.base import Backend
+from neuropod.options import Options, int_at_least, option, optional
 from neuropod.package import ModelConfig, Package, PackageBuilder
 from neuropod.registry import register_backend
 
@@ -59,6 +63,27 @@ class FailingBackend(Backend):
         raise ZeroDivisionError("boom")
 
 
+@dataclass(frozen=True)
+class TypedOptions(Options):
+    where = "platform 'typed'"
+
+    threads: int | None = option(None, optional(int_at_least(1)))
+
+
+class TypedBackend(Backend):
+    """Declares its options; remembers what it was given."""
+
+    load_options = TypedOptions
+    given: ClassVar[list[dict[str, Any]]] = []
+
+    def __init__(self, package: Package, *, visible_gpu: int | None = None, **options: Any):
+        super().__init__(package, visible_gpu=visible_gpu)
+        TypedBackend.given.append(options)
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(inputs)
+
+
 class RaisingOnLoadBackend(Backend):
     def __init__(self, package: Package, *, visible_gpu: int | None = None):
         raise OSError("cannot load")
@@ -73,6 +98,7 @@ def isolated_registry(monkeypatch):
     monkeypatch.setattr(registry, "_registered", dict(registry._registered))
     monkeypatch.setattr(registry, "_resolved", {})
     EchoBackend.instances.clear()
+    TypedBackend.given.clear()
 
 
 @pytest.fixture
@@ -245,11 +271,79 @@ def test_unknown_option_is_an_error_naming_it(tmp_path, private_tmp):
         load_neuropod(path, bogus=1, also_bogus=2, scale=2.0)
     assert str(info.value) == (
         "load_neuropod() got unknown option(s) 'also_bogus', 'bogus' for platform 'echo'; "
-        "accepted options: visible_gpu, require_all_inputs, scale"
+        "accepted options: visible_gpu, use_ope, require_all_inputs, scale, environment, env_cache, "
+        "env_progress, worker_prefix"
     )
     assert isinstance(info.value, TypeError)
     assert EchoBackend.instances == []
     assert list(private_tmp.iterdir()) == []
+
+
+def test_a_declared_option_is_checked_and_passed_as_given(tmp_path):
+    register_backend("typed", TypedBackend)
+    path = package(tmp_path / "model.zip", "typed")
+    with load_neuropod(path, threads=2):
+        pass
+    with load_neuropod(path):
+        pass
+    assert TypedBackend.given == [{"threads": 2}, {}]  # defaults are the backend's to apply
+    with pytest.raises(OptionError) as info:
+        load_neuropod(path, threads=0)
+    assert str(info.value) == "threads must be None or an int >= 1, got 0"
+
+
+def test_a_declared_option_is_checked_before_a_worker_starts(tmp_path, monkeypatch):
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a worker was started")
+
+    monkeypatch.setattr("neuropod.worker.backend.WorkerSession", refuse)
+    register_backend("typed", TypedBackend)
+    path = package(tmp_path / "model.zip", "typed")
+    with pytest.raises(OptionError, match=r"^threads must be None or an int >= 1, got 'many'$"):
+        load_neuropod(path, use_ope=True, threads="many")
+    with pytest.raises(OptionError, match=r"^load_neuropod\(\) got unknown option\(s\) 'thread' for"):
+        load_neuropod(path, use_ope=True, thread=1)
+
+
+def test_a_backend_that_cannot_be_imported_here_leaves_its_options_to_its_worker(tmp_path):
+    # It may run in an isolated environment that has it; here the worker cannot import it
+    # either, and says so (not that the option is unknown).
+    register_backend("elsewhere", "no_such_module_for_neuropod:Backend")
+    path = package(tmp_path / "model.zip", "elsewhere")
+    with pytest.raises(BackendUnavailable):
+        load_neuropod(path, use_ope=True, its_option=1)
+    with pytest.raises(OptionError, match="'instances'"):
+        load_neuropod(path, use_ope=False, instances=2)
+
+
+def test_declared_options_of_builtins_import_no_framework():
+    code = (
+        "import sys\n"
+        "from neuropod.registry import declared_options\n"
+        "for platform in ('torchscript', 'tensorflow', 'keras', 'onnx', 'jax', 'python'):\n"
+        "    print(platform, declared_options(platform).names())\n"
+        "heavy = {'torch', 'tensorflow', 'keras', 'onnxruntime', 'jax'} & set(sys.modules)\n"
+        "print('imported:', sorted(heavy))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "torchscript ('intra_op_threads', 'inter_op_threads')"
+    assert lines[3] == "onnx ('providers', 'intra_op_threads', 'inter_op_threads')"
+    assert lines[5] == "python ()"
+    assert lines[-1] == "imported: []"
+
+
+def test_a_registered_backend_replaces_a_builtin_declaration():
+    register_backend("onnx", TypedBackend)
+    assert registry.declared_options("onnx") is TypedOptions
+
+
+def test_undeclared_options_come_from_init():
+    declaration = EchoBackend.declared_options()
+    assert declaration.names() == ("scale",)
+    assert EchoBackend.declared_options() is declaration
+    assert MutatingBackend.declared_options().names() == ()
 
 
 def test_unknown_option_of_a_builtin_backend(tmp_path):
@@ -332,6 +426,14 @@ def test_context_manager_closes(tmp_path):
     assert EchoBackend.instances[0].closed == 1
     with pytest.raises(ModelClosedError):
         model.infer({"x": X})
+
+
+def test_allocate_and_seal_default_to_plain_arrays(tmp_path):
+    register_backend("echo", EchoBackend)
+    with load_neuropod(package(tmp_path / "model.zip", "echo")) as model:
+        array = model.allocate("x", (3,))
+        assert type(array) is np.ndarray and array.dtype == np.float32 and array.shape == (3,)
+        assert model.seal("x", X) is X
 
 
 def test_model_exposes_its_specs(tmp_path):

@@ -539,7 +539,8 @@ def test_graph_threads_are_per_model(graph_package: Path) -> None:
 
 @pytest.mark.parametrize("value", [-1, 1.5, "2", True])
 def test_invalid_thread_counts(graph_package: Path, value: Any) -> None:
-    with pytest.raises(OptionError, match="intra_op_threads must be None, 0"):
+    expected = r"intra_op_threads must be None or an int >= 0 \(0: TensorFlow decides\)"
+    with pytest.raises(OptionError, match=expected):
         load_neuropod(graph_package, intra_op_threads=value)
 
 

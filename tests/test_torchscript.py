@@ -493,11 +493,11 @@ def test_visible_gpu_without_cuda_falls_back_to_cpu(
     one = np.ones(1, np.float32)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with caplog.at_level(logging.WARNING, logger="neuropod.backends.torchscript"):
+        with caplog.at_level(logging.WARNING, logger="neuropod.backends.devices"):
             with load_neuropod(devices, visible_gpu=0) as model:
                 out = model.infer({"x": one, "y": one})
     assert caught == []  # a log record, not a Python warning
-    assert "visible_gpu=0 was requested but CUDA is not available" in caplog.text
+    assert "visible_gpu=0 was requested but torch sees no GPU; running on the CPU" in caplog.text
     for name in ("x", "y", "w", "created"):
         assert out[f"{name}_device"][0] == -1
     np.testing.assert_array_equal(out["sum"], [3.0])
@@ -506,7 +506,7 @@ def test_visible_gpu_without_cuda_falls_back_to_cpu(
 def test_visible_gpu_beyond_the_visible_gpus(devices: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    with pytest.raises(OptionError, match="visible_gpu=3 was requested, but only 1 GPU"):
+    with pytest.raises(OptionError, match="visible_gpu=3 was requested, but torch sees only 1 GPU"):
         load_neuropod(devices, visible_gpu=3)
 
 
@@ -687,4 +687,4 @@ def test_thread_options_set_torchs_pools_and_reject_bad_values(tmp_path: Path) -
     assert lines[0].startswith(
         "OptionError: inter_op_threads=2 cannot be applied: torch's inter-op pool already runs 3"
     )
-    assert lines[1] == "OptionError: intra_op_threads must be a positive int, got 0"
+    assert lines[1] == "OptionError: intra_op_threads must be None or an int >= 1, got 0"

@@ -1,26 +1,32 @@
-"""``load_neuropod``: open a package and put the right backend behind one model interface."""
+"""``load_neuropod``: open a package or a served model and put a backend behind one model interface.
+
+Every option is routed by its declaration (see ``neuropod.options``) and checked, name and
+value, before anything is loaded or started, whichever way the model runs:
+
+- ``ModelOptions`` (``require_all_inputs``): every model;
+- ``WorkerOptions`` (``instances``, ``timeout``...): with ``use_ope=True``;
+- the platform backend's ``load_options`` (e.g. ``intra_op_threads``): in process or in workers;
+- ``EnvironmentOptions`` and ``LaunchOptions`` (``environment``, ``worker_prefix``...): packages;
+- the remote backend's options (``timeout``, ``headers``...): served models (URLs).
+"""
 
 from __future__ import annotations
 
-import inspect
 import os
 import weakref
-from collections.abc import Sequence
 from typing import Any
 
 from neuropod.backends.base import Backend
-from neuropod.environments.selection import select_environment
-from neuropod.errors import OptionError
-from neuropod.model import NeuropodModel
+from neuropod.environments.selection import EnvironmentOptions, select_environment
+from neuropod.errors import BackendUnavailable
+from neuropod.model import ModelOptions, NeuropodModel
+from neuropod.options import VISIBLE_GPU, Options, declare, split_options
 from neuropod.package.package import Package
-from neuropod.registry import get_backend
-from neuropod.remote import is_remote_url, load_remote
+from neuropod.registry import declared_options, get_backend
+from neuropod.remote import is_remote_url
 
-#: Options every model takes, whatever its backend.
-MODEL_OPTIONS = ("require_all_inputs",)
-
-#: Options of version selection (``neuropod.environments``) and of starting workers.
-ENVIRONMENT_OPTIONS = ("env_cache", "env_progress", "environment", "worker_prefix")
+# Named in messages about unknown options, though they are parameters of load_neuropod.
+_PARAMETERS = ("visible_gpu", "use_ope")
 
 
 def load_neuropod(
@@ -40,7 +46,7 @@ def load_neuropod(
         use_ope: run the model in worker processes of its own (out-of-process execution),
             which then also takes the options ``instances``, ``timeout``, ``max_restarts`` and
             ``memory_limit`` (see ``neuropod.worker.WorkerBackend``); the platform backend's
-            options are passed on to the workers, which check them.
+            options are checked here and passed on to the workers.
         **options: ``require_all_inputs=True`` makes every input of the spec mandatory (the
             original allowed missing inputs, and so does the default); backends add options
             of their own (see the README). Version selection: a package that the running
@@ -68,33 +74,51 @@ def load_neuropod(
     ...     model.infer({"x": np.ones(3, np.float32), "y": np.ones(3, np.float32)})
     {'out': array([2., 2., 2.], dtype=float32)}
     """
-    if visible_gpu is not None and (
-        isinstance(visible_gpu, bool) or not isinstance(visible_gpu, int) or visible_gpu < 0
-    ):
-        raise OptionError(f"visible_gpu must be None (CPU) or a GPU index >= 0, got {visible_gpu!r}")
+    VISIBLE_GPU("visible_gpu", visible_gpu)
     if is_remote_url(neuropod_path):
-        return load_remote(str(neuropod_path), visible_gpu, use_ope=use_ope, **options)
+        return _load_remote(str(neuropod_path), visible_gpu, use_ope, options)
+    # Imported here: the worker package is not needed by `import neuropod`.
+    from neuropod.worker.options import LaunchOptions, WorkerOptions
+
     package = Package(neuropod_path)
     try:
-        model_options = {k: options.pop(k) for k in MODEL_OPTIONS if k in options}
-        selection = {k: options.pop(k) for k in ENVIRONMENT_OPTIONS if k in options}
-        worker_prefix = selection.pop("worker_prefix", None)
-        environment = select_environment(package, **selection)
+        platform = package.config.platform
+        declarations = [
+            ModelOptions,
+            *([WorkerOptions] if use_ope else []),
+            _backend_options(platform, options),
+            EnvironmentOptions,
+            LaunchOptions,
+        ]
+        routed = dict(
+            zip(
+                declarations,
+                split_options(
+                    options,
+                    declarations,
+                    f"platform '{platform}'",
+                    also_accepted=_PARAMETERS,
+                    hints=None if use_ope else _needs_ope(WorkerOptions),
+                ),
+                strict=True,
+            )
+        )
+        backend_options = routed[declarations[-3]]
+        environment = select_environment(package, **routed[EnvironmentOptions])
         backend: Backend
         if use_ope or environment is not None:
-            # Not the platform backend: the workers import and check it, and importing its
-            # framework here would bring into the application what they keep out of it.
-            from neuropod.worker import WORKER_OPTIONS, WorkerBackend
+            # Not the platform backend: the workers import it, and importing its framework
+            # here would bring into the application what they keep out of it.
+            from neuropod.worker import WorkerBackend
 
-            worker_options = {k: options.pop(k) for k in WORKER_OPTIONS if k in options and use_ope}
             try:
                 backend = WorkerBackend(
                     package,
                     visible_gpu=visible_gpu,
-                    backend_options=options,
+                    backend_options=backend_options,
                     python=None if environment is None else environment.python,
-                    worker_prefix=worker_prefix,
-                    **worker_options,
+                    **routed[LaunchOptions],
+                    **routed.get(WorkerOptions, {}),
                 )
             except BaseException:
                 if environment is not None:
@@ -104,29 +128,40 @@ def load_neuropod(
                 # Holds the environment (so that pruning spares it) as long as its workers may run.
                 weakref.finalize(backend, environment.close)
         else:
-            backend_cls = get_backend(package.config.platform)
-            _check_options(backend_cls, package.config.platform, options)
-            backend = backend_cls(package, visible_gpu=visible_gpu, **options)
+            backend = get_backend(platform)(package, visible_gpu=visible_gpu, **backend_options)
     except BaseException:
         package.close()
         raise
-    return NeuropodModel(package, backend, **model_options)
+    return NeuropodModel(backend, package=package, **routed[ModelOptions])
 
 
-def backend_options(backend_cls: type[Backend]) -> list[str]:
-    """The load options a backend accepts: its ``__init__``'s keyword-only parameters."""
-    params = inspect.signature(backend_cls.__init__).parameters.values()
-    return [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name != "visible_gpu"]
+def _needs_ope(worker_options: type[Options]) -> dict[str, str]:
+    return {name: f"{name} applies with use_ope=True" for name in worker_options.names()}
 
 
-def _check_options(
-    backend_cls: type[Backend], platform: str, options: dict[str, Any], also_accepted: Sequence[str] = ()
-) -> None:
-    known = backend_options(backend_cls)
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        accepted = ", ".join(["visible_gpu", *MODEL_OPTIONS, *also_accepted, *known])
-        raise OptionError(
-            f"load_neuropod() got unknown option(s) {', '.join(map(repr, unknown))} for platform "
-            f"'{platform}'; accepted options: {accepted}"
-        )
+def _backend_options(platform: str, options: dict[str, Any]) -> type[Options]:
+    from neuropod.worker.options import LaunchOptions, WorkerOptions
+
+    try:
+        return declared_options(platform)
+    except BackendUnavailable:
+        # A backend this environment cannot import may still run in an isolated one; what
+        # no other declaration takes is left to its worker to check, by the same rules.
+        others = (ModelOptions, WorkerOptions, EnvironmentOptions, LaunchOptions)
+        known = {name for declaration in others for name in declaration.names()}
+        return declare("UncheckedOptions", [name for name in options if name not in known], platform)
+
+
+def _load_remote(url: str, visible_gpu: int | None, use_ope: bool, options: dict[str, Any]) -> NeuropodModel:
+    from neuropod.remote.backend import open_remote, remote_options
+
+    target, declaration = remote_options(url, visible_gpu, use_ope)
+    model_options, remote = split_options(
+        options, [ModelOptions, declaration], f"a remote {target.protocol} model"
+    )
+    backend = open_remote(target, remote)
+    try:
+        return NeuropodModel(backend, **model_options)
+    except BaseException:
+        backend.close()
+        raise

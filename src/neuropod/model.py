@@ -3,75 +3,81 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from neuropod.backends.base import Backend
 from neuropod.errors import InferenceError, ModelClosedError, NeuropodError, ValidationError
-from neuropod.package.config import ModelConfig
+from neuropod.options import BOOLEAN, Options, option
+from neuropod.package.package import Package
 from neuropod.spec.dtypes import numpy_dtype
 from neuropod.spec.scalars import scalars_as_arrays
 from neuropod.spec.tensor_spec import TensorSpec
 from neuropod.spec.validation import TensorValidator
 
 
-class ModelSource(Protocol):
-    """Where a model comes from: an opened ``Package``, or a server (``neuropod.remote``)."""
+@dataclass(frozen=True)
+class ModelOptions(Options):
+    """The load options of every model, whatever its backend.
 
-    @property
-    def config(self) -> ModelConfig:
-        """The model's name, platform and specs."""
+    Attributes:
+        require_all_inputs: every input of the spec is mandatory (the original allowed missing
+            inputs, and so does the default).
+    """
 
-    @property
-    def path(self) -> Path | str:
-        """The package's path, or the server's model URL."""
-
-    def close(self) -> None:
-        """Release what the source holds (a zip's extracted files). Idempotent."""
+    require_all_inputs: bool = option(False, BOOLEAN)
 
 
 class NeuropodModel:
-    """A model ready to run, whatever framework built it. Made by ``load_neuropod``.
+    """A model ready to run, whatever runs it. Made by ``load_neuropod``.
 
     ``infer`` checks the inputs against the input spec before the backend sees them and the
     outputs against the output spec before the caller does, so every backend reports the same
     mistake with the same error. Use it as a context manager, or call ``close``.
+
+    Args:
+        backend: what runs the model; its ``config`` and ``path`` are the model's.
+        require_all_inputs: see ``ModelOptions``.
+        package: the package the backend was loaded from, closed after the backend (``None``
+            for a backend without one).
     """
 
-    def __init__(self, package: ModelSource, backend: Backend, *, require_all_inputs: bool = False):
-        self._package = package
+    def __init__(self, backend: Backend, *, require_all_inputs: bool = False, package: Package | None = None):
         self._backend: Backend | None = backend
-        config = package.config
+        self._package = package
+        self._config = config = backend.config
+        self._path = backend.path
         self._check_inputs = TensorValidator(config.inputs, "input", require_all=require_all_inputs)
         self._check_outputs = TensorValidator(config.outputs, "output")
 
     @property
     def name(self) -> str:
         """The model's name."""
-        return self._package.config.name
+        return self._config.name
 
     @property
     def platform(self) -> str:
         """The platform (backend) that runs the model, e.g. ``"torchscript"``."""
-        return self._package.config.platform
+        return self._config.platform
 
     @property
     def path(self) -> Path | str:
         """Where the model was loaded from: the package's path, or a remote model's URL."""
-        return self._package.path
+        return self._path
 
     @property
     def input_specs(self) -> tuple[TensorSpec, ...]:
         """The input specs as ``TensorSpec`` values."""
-        return self._package.config.inputs
+        return self._config.inputs
 
     @property
     def output_specs(self) -> tuple[TensorSpec, ...]:
         """The output specs as ``TensorSpec`` values."""
-        return self._package.config.outputs
+        return self._config.outputs
 
     @property
     def inputs(self) -> list[dict[str, Any]]:
@@ -147,8 +153,7 @@ class NeuropodModel:
                 f"allocate() got an invalid shape {shape!r} for tensor '{name}': {exc}"
             ) from None
         self._check_one(name, probe)
-        allocate = getattr(backend, "allocate", None)
-        return np.empty(probe.shape, dtype) if allocate is None else allocate(dtype, probe.shape)
+        return backend.allocate(dtype, probe.shape)
 
     def seal(self, name: str, array: np.ndarray) -> np.ndarray:
         """Say that input ``name`` is final, so that its transfer happens now rather than in ``infer``.
@@ -171,8 +176,7 @@ class NeuropodModel:
         """
         backend = self._open_backend()
         self._check_one(name, array)
-        seal = getattr(backend, "seal", None)
-        return array if seal is None else seal(array)
+        return backend.seal(array)
 
     def _open_backend(self) -> Backend:
         backend = self._backend
@@ -196,7 +200,8 @@ class NeuropodModel:
             try:
                 backend.close()
             finally:
-                self._package.close()
+                if self._package is not None:
+                    self._package.close()
 
     def __enter__(self) -> NeuropodModel:
         return self

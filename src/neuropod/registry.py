@@ -4,6 +4,8 @@ Built-in platforms are listed in ``BUILTIN_BACKENDS`` as ``"module:Class"`` stri
 framework is imported before a model of that platform is loaded. Third parties add platforms
 through the ``neuropod.backends`` entry point group (an entry point named after the platform,
 pointing at a ``Backend`` subclass), or at run time with ``register_backend``.
+``declared_options`` gives a platform's load option declaration, for built-in platforms without
+importing their backend (``neuropod.backends.options``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import threading
 from importlib.metadata import entry_points
 
 from neuropod.backends.base import Backend
+from neuropod.backends.options import BUILTIN_OPTIONS
 from neuropod.errors import BackendUnavailable
+from neuropod.options import Options
 from neuropod.platforms import BUILTIN_PLATFORMS
 
 ENTRY_POINT_GROUP = "neuropod.backends"
@@ -80,6 +84,23 @@ def get_backend(platform: str) -> type[Backend]:
             )
         _resolved[platform] = backend
         return backend
+
+
+def declared_options(platform: str) -> type[Options]:
+    """The declaration of the load options of ``platform``'s backend.
+
+    A built-in backend's declaration is read without importing the backend (nor its framework),
+    so that an application whose model runs in workers can check the options first. Other
+    backends are imported (see ``get_backend``).
+
+    Raises:
+        BackendUnavailable: no backend is known for the platform, or it cannot be imported.
+    """
+    backend = _resolved.get(platform)
+    if backend is None and platform not in _registered and platform in BUILTIN_OPTIONS:
+        if not any(ep.name == platform for ep in entry_points(group=ENTRY_POINT_GROUP)):
+            return BUILTIN_OPTIONS[platform]
+    return (backend or get_backend(platform)).declared_options()
 
 
 def _import(platform: str, ref: str) -> type[Backend]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -13,10 +12,10 @@ from jax import export
 
 from neuropod.alignment import ALIGNMENT, aligned_copy, is_aligned
 from neuropod.backends.base import Backend
+from neuropod.backends.devices import choose_gpu
 from neuropod.errors import InferenceError, PackageError
+from neuropod.options import NoOptions
 from neuropod.package.package import Package
-
-logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.jax"
 PARAMS_DIR = "params"
@@ -48,6 +47,8 @@ class JaxBackend(Backend):
     environment before JAX is first used to run on one thread. There is no per-model setting,
     so this backend takes no thread options.
     """
+
+    load_options = NoOptions
 
     def __init__(self, package: Package, *, visible_gpu: int | None = None):
         super().__init__(package, visible_gpu=visible_gpu)
@@ -164,20 +165,15 @@ def to_jax(array: np.ndarray, device: Any, min_bytes: int = _DEVICE_PUT_MIN_BYTE
 
 
 def _choose_device(visible_gpu: int | None) -> Any:
-    if visible_gpu is None:
-        return jax.devices("cpu")[0]
+    gpu = choose_gpu(visible_gpu, lambda: len(_gpus()), "JAX")
+    return jax.devices("cpu")[0] if gpu is None else _gpus()[gpu]
+
+
+def _gpus() -> list[Any]:
     try:
-        gpus = jax.devices("gpu")
-    except RuntimeError:
-        gpus = []
-    if not gpus:
-        logger.warning("visible_gpu=%d was requested but JAX sees no GPU; running on the CPU", visible_gpu)
-        return jax.devices("cpu")[0]
-    if visible_gpu >= len(gpus):
-        raise PackageError(
-            f"visible_gpu={visible_gpu} was requested, but only {len(gpus)} GPU(s) are visible"
-        )
-    return gpus[visible_gpu]
+        return list(jax.devices("gpu"))
+    except RuntimeError:  # JAX raises where it has no GPU platform at all
+        return []
 
 
 def _output_names(exported: Any, spec_names: list[str]) -> str | list[str]:

@@ -19,7 +19,6 @@ packages may thus ship different classes of one registered name.
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +29,10 @@ import numpy as np
 
 from neuropod.backends.base import Backend
 from neuropod.backends.code_namespace import CodeNamespace, import_code_module
+from neuropod.backends.devices import choose_gpu
+from neuropod.backends.options import KerasOptions
 from neuropod.errors import InferenceError, OptionError, PackageError
 from neuropod.package.package import Package
-
-logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.keras"
 
@@ -126,9 +125,10 @@ class KerasBackend(Backend):
         package: the opened package.
         visible_gpu: ``None`` for the CPU, else the index of the GPU to run on (when Keras's
             backend sees one; else the CPU).
-        intra_op_threads: TensorFlow backend only: TensorFlow's process-wide op thread count,
-            which can only be chosen before TensorFlow first runs (0: TensorFlow decides).
-        inter_op_threads: TensorFlow backend only: how many ops may run at once, likewise.
+        **options: see ``KerasOptions``: ``intra_op_threads``, on the TensorFlow backend only,
+            TensorFlow's process-wide op thread count, which can only be chosen before
+            TensorFlow first runs (0: TensorFlow decides); ``inter_op_threads``: how many ops
+            may run at once, likewise.
 
     Raises:
         PackageError: ``0/data/model.keras`` is missing or cannot be loaded, or its inputs and
@@ -139,15 +139,12 @@ class KerasBackend(Backend):
             longer be applied; ``visible_gpu`` names a GPU that does not exist.
     """
 
-    def __init__(
-        self,
-        package: Package,
-        *,
-        visible_gpu: int | None = None,
-        intra_op_threads: int | None = None,
-        inter_op_threads: int | None = None,
-    ):
+    load_options = KerasOptions
+
+    def __init__(self, package: Package, *, visible_gpu: int | None = None, **options: Any):
         super().__init__(package, visible_gpu=visible_gpu)
+        settings: KerasOptions = KerasOptions.parse(options)
+        intra_op_threads, inter_op_threads = settings.intra_op_threads, settings.inter_op_threads
         self._namespace: CodeNamespace | None = None
         self.keras_backend = keras.backend.backend()
         self._convert_in: Callable[[np.ndarray], Any] = _unchanged
@@ -311,24 +308,22 @@ def _torch_to_numpy(tensor: Any) -> np.ndarray:
 
 
 def _device_for(visible_gpu: int | None) -> str | None:
-    gpus: Sequence[Any]
+    gpus = _gpus()
+    gpu = choose_gpu(visible_gpu, lambda: len(gpus), "Keras")
+    if gpu is None:
+        return "cpu:0" if gpus else None
+    return f"gpu:{gpu}"
+
+
+def _gpus() -> Sequence[Any]:
     if keras.backend.backend() == "torch":  # Keras has no device listing for torch
         import torch
 
-        gpus = range(torch.cuda.device_count())
-    else:
-        try:
-            gpus = keras.distribution.list_devices("gpu")
-        except RuntimeError:  # JAX raises where it has no GPU platform at all
-            gpus = []
-    if visible_gpu is None:
-        return "cpu:0" if gpus else None
-    if not gpus:
-        logger.warning("visible_gpu=%d was requested but Keras sees no GPU; running on the CPU", visible_gpu)
-        return None
-    if visible_gpu >= len(gpus):
-        raise OptionError(f"visible_gpu={visible_gpu} was requested, but Keras sees only {len(gpus)} GPU(s)")
-    return f"gpu:{visible_gpu}"
+        return range(torch.cuda.device_count())
+    try:
+        return keras.distribution.list_devices("gpu")
+    except RuntimeError:  # JAX raises where it has no GPU platform at all
+        return []
 
 
 def _scope(device: str | None) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,11 +9,12 @@ import numpy as np
 import onnxruntime as ort
 
 from neuropod.backends.base import Backend
+from neuropod.backends.custom_ops import op_path
+from neuropod.backends.devices import choose_gpu
+from neuropod.backends.options import OnnxOptions
 from neuropod.errors import ModelClosedError, OptionError, PackageError
 from neuropod.package.package import Package
 from neuropod.spec.dtypes import STRING
-
-logger = logging.getLogger(__name__)
 
 MODEL_FILE = "model.onnx"
 CPU = "CPUExecutionProvider"
@@ -35,50 +35,43 @@ class OnnxBackend(Backend):
         package: the opened package.
         visible_gpu: ``None`` for the CPU; else the CUDA device to run on (when onnxruntime
             has the CUDA provider; otherwise the CPU, with a warning).
-        providers: execution providers in order of preference, as onnxruntime takes them
-            (names, or ``(name, options)`` pairs); default ``["CPUExecutionProvider"]``, or
-            CUDA first when ``visible_gpu`` is set. A CUDA provider given by name alone runs
-            on ``visible_gpu``.
-        intra_op_threads: threads that one operator may use (``None`` or 0: onnxruntime's
-            default, one per core).
-        inter_op_threads: threads that run independent operators in parallel (``None`` or 0:
-            onnxruntime's default).
+        **options: see ``OnnxOptions``: ``providers``, execution providers in order of
+            preference, as onnxruntime takes them (names, or ``(name, options)`` pairs);
+            default ``["CPUExecutionProvider"]``, or CUDA first when ``visible_gpu`` is set. A
+            CUDA provider given by name alone runs on ``visible_gpu``. ``intra_op_threads``:
+            threads that one operator may use (``None`` or 0: onnxruntime's default, one per
+            core); ``inter_op_threads``: threads that run independent operators in parallel
+            (``None`` or 0: onnxruntime's default).
 
     Raises:
         OptionError: a provider is not available, or a thread count is not an int >= 0.
         PackageError: the model is missing, or onnxruntime cannot load it or its custom ops.
     """
 
-    def __init__(
-        self,
-        package: Package,
-        *,
-        visible_gpu: int | None = None,
-        providers: Sequence[Provider] | None = None,
-        intra_op_threads: int | None = None,
-        inter_op_threads: int | None = None,
-    ):
+    load_options = OnnxOptions
+
+    def __init__(self, package: Package, *, visible_gpu: int | None = None, **options: Any):
         super().__init__(package, visible_gpu=visible_gpu)
-        options = ort.SessionOptions()
-        if intra_op_threads is not None:
-            options.intra_op_num_threads = _thread_count("intra_op_threads", intra_op_threads)
-        if inter_op_threads is not None:
-            options.inter_op_num_threads = _thread_count("inter_op_threads", inter_op_threads)
+        settings: OnnxOptions = OnnxOptions.parse(options)
+        session_options = ort.SessionOptions()
+        if settings.intra_op_threads is not None:
+            session_options.intra_op_num_threads = settings.intra_op_threads
+        if settings.inter_op_threads is not None:
+            session_options.inter_op_num_threads = settings.inter_op_threads
+        # Custom op libraries are registered per session, so each model registers its own.
         for op in package.config.custom_ops:
-            path = package.ops_dir / op
-            if not path.is_file():
-                raise PackageError(f"{package.path}: custom op 0/ops/{op} listed in config.json is missing")
+            library = op_path(package, op)
             try:
-                options.register_custom_ops_library(str(path))
+                session_options.register_custom_ops_library(str(library))
             except Exception as exc:
                 raise PackageError(f"{package.path}: cannot load custom op 0/ops/{op}: {exc}") from exc
         path = package.data_dir / MODEL_FILE
         if not path.is_file():
             raise PackageError(f"{package.path}: the ONNX model 0/data/{MODEL_FILE} is missing")
-        chosen = _choose_providers(providers, visible_gpu)
+        chosen = _choose_providers(settings.providers, visible_gpu)
         try:
             self._session: ort.InferenceSession | None = ort.InferenceSession(
-                str(path), sess_options=options, providers=chosen
+                str(path), sess_options=session_options, providers=chosen
             )
         except Exception as exc:
             raise PackageError(f"{package.path}: onnxruntime cannot load 0/data/{MODEL_FILE}: {exc}") from exc
@@ -105,37 +98,17 @@ class OnnxBackend(Backend):
         self._session = None
 
 
-def _thread_count(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise OptionError(f"{name} must be an int >= 0 (0: onnxruntime's default), got {value!r}")
-    return value
-
-
 def _choose_providers(providers: Sequence[Provider] | None, visible_gpu: int | None) -> list[Provider]:
     available = ort.get_available_providers()
     if providers is None:
-        if visible_gpu is None:
-            return [CPU]
-        if CUDA not in available:
-            logger.warning(
-                "visible_gpu=%d was requested but onnxruntime has no %s; running on the CPU",
-                visible_gpu,
-                CUDA,
-            )
-            return [CPU]
-        return [(CUDA, {"device_id": visible_gpu}), CPU]
-    if isinstance(providers, (str, bytes)) or not isinstance(providers, Sequence):
-        raise OptionError(f"providers must be a list of provider names, got {providers!r}")
+        # onnxruntime cannot count the GPUs; CUDA's provider says whether there are any.
+        gpu = choose_gpu(
+            visible_gpu, lambda: None if CUDA in available else 0, f"onnxruntime without {CUDA}"
+        )
+        return [CPU] if gpu is None else [(CUDA, {"device_id": gpu}), CPU]
     chosen: list[Provider] = []
     for provider in providers:
-        if isinstance(provider, str):
-            name = provider
-        elif isinstance(provider, tuple) and len(provider) == 2 and isinstance(provider[1], dict):
-            name = provider[0]
-        else:
-            raise OptionError(
-                f"Each provider must be a name or a (name, options dict) pair, got {provider!r}"
-            )
+        name = provider if isinstance(provider, str) else provider[0]
         if name not in available:
             raise OptionError(
                 f"Execution provider {name!r} is not available in this onnxruntime; available: "

@@ -11,6 +11,7 @@ import numpy as np
 from neuropod.backends.base import Backend
 from neuropod.backends.code_namespace import CodeNamespace, import_code_module, missing_dependency
 from neuropod.errors import InferenceError, PackageError
+from neuropod.options import NoOptions
 from neuropod.package import layout
 from neuropod.package.package import Package
 
@@ -28,6 +29,8 @@ class PythonBackend(Backend):
             something that is not callable. The model's own exception is the ``__cause__``.
         BackendUnavailable: the code imports a module that is not installed.
     """
+
+    load_options = NoOptions
 
     def __init__(self, package: Package, *, visible_gpu: int | None = None):
         super().__init__(package, visible_gpu=visible_gpu)

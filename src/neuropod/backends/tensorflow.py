@@ -19,8 +19,8 @@ import tensorflow as tf
 from google.protobuf.message import DecodeError
 
 from neuropod.backends.base import Backend
+from neuropod.backends.options import TensorFlowOptions
 from neuropod.backends.tf_interop import (
-    check_threads,
     decode_strings,
     device_for,
     eager_to_numpy,
@@ -53,11 +53,10 @@ class TensorFlowBackend(Backend):
     Args:
         package: the opened package.
         visible_gpu: ``None`` for the CPU, else the index of the GPU to run on.
-        intra_op_threads: threads one op may use (0: TensorFlow decides). Set per model for
-            graphs; for SavedModels it is TensorFlow's process-wide setting, which can only
-            be chosen before TensorFlow first runs.
-        inter_op_threads: ops that may run at once (0: TensorFlow decides); per model or
-            process-wide like ``intra_op_threads``.
+        **options: see ``TensorFlowOptions``: ``intra_op_threads``, threads one op may use (0:
+            TensorFlow decides), set per model for graphs; for SavedModels it is TensorFlow's
+            process-wide setting, which can only be chosen before TensorFlow first runs.
+            ``inter_op_threads``: ops that may run at once, per model or process-wide likewise.
 
     Raises:
         PackageError: the model, its settings or a custom op is missing or cannot be loaded.
@@ -65,17 +64,12 @@ class TensorFlowBackend(Backend):
             names a GPU that does not exist.
     """
 
-    def __init__(
-        self,
-        package: Package,
-        *,
-        visible_gpu: int | None = None,
-        intra_op_threads: int | None = None,
-        inter_op_threads: int | None = None,
-    ):
+    load_options = TensorFlowOptions
+
+    def __init__(self, package: Package, *, visible_gpu: int | None = None, **options: Any):
         super().__init__(package, visible_gpu=visible_gpu)
-        check_threads("intra_op_threads", intra_op_threads)
-        check_threads("inter_op_threads", inter_op_threads)
+        settings: TensorFlowOptions = TensorFlowOptions.parse(options)
+        intra_op_threads, inter_op_threads = settings.intra_op_threads, settings.inter_op_threads
         saved_model = package.data_dir / SAVED_MODEL_DIR
         if saved_model.is_dir():
             # Must come before anything that may start TensorFlow's eager runtime.

@@ -21,27 +21,19 @@ buffers already. String tensors come back as bytes and are decoded to numpy unic
 
 from __future__ import annotations
 
-import logging
-import threading
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from neuropod import alignment
-from neuropod.errors import OptionError, PackageError
-from neuropod.package.manifest import sha256_file
+from neuropod.backends import custom_ops
+from neuropod.backends.devices import choose_gpu
+from neuropod.errors import OptionError
 from neuropod.package.package import Package
-
-logger = logging.getLogger(__name__)
 
 # Element kinds DLPack carries: bool, signed and unsigned integers, floats.
 _DLPACK_KINDS = frozenset("biuf")
-
-# A custom op library registers its ops process-wide; loading it again (from another package
-# or another extraction of the same zip) would do nothing but cost time.
-_loaded_ops: set[str] = set()
-_ops_lock = threading.Lock()
 
 
 def is_aligned(array: np.ndarray) -> bool:
@@ -77,33 +69,13 @@ def device_for(visible_gpu: int | None) -> str | None:
     """The TensorFlow device to run on, or ``None`` when there is only the CPU anyway.
 
     Raises:
-        OptionError: ``visible_gpu`` is not the index of a visible GPU.
+        OptionError: ``visible_gpu`` is not the index of a GPU TensorFlow sees.
     """
     gpus = tf.config.list_physical_devices("GPU")
-    if visible_gpu is None:
+    gpu = choose_gpu(visible_gpu, lambda: len(gpus), "TensorFlow")
+    if gpu is None:
         return "/CPU:0" if gpus else None
-    if not gpus:
-        logger.warning(
-            "visible_gpu=%d was requested but TensorFlow sees no GPU; running on the CPU", visible_gpu
-        )
-        return None
-    if visible_gpu >= len(gpus):
-        raise OptionError(
-            f"visible_gpu={visible_gpu} was requested, but TensorFlow sees only {len(gpus)} GPU(s)"
-        )
-    return f"/GPU:{visible_gpu}"
-
-
-def check_threads(name: str, value: int | None) -> None:
-    """Check a thread-count option: ``None`` (leave it), 0 (TensorFlow decides) or a positive int.
-
-    Raises:
-        OptionError: the value is anything else.
-    """
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise OptionError(f"{name} must be None, 0 (TensorFlow decides) or a positive int, got {value!r}")
+    return f"/GPU:{gpu}"
 
 
 def set_process_threads(intra_op_threads: int | None, inter_op_threads: int | None) -> None:
@@ -112,8 +84,13 @@ def set_process_threads(intra_op_threads: int | None, inter_op_threads: int | No
     The eager runtime has one pair of thread pools per process, sized when TensorFlow first
     runs an op. A count can be set before that, or be the one already in force.
 
+    Args:
+        intra_op_threads: ``None`` (leave it), 0 (TensorFlow decides) or a positive int, checked
+            by the backend's option declaration.
+        inter_op_threads: likewise.
+
     Raises:
-        OptionError: a value is invalid, or differs from the one TensorFlow already started with.
+        OptionError: a value differs from the one TensorFlow already started with.
     """
     threading_config = tf.config.threading
     settings = (
@@ -131,7 +108,6 @@ def set_process_threads(intra_op_threads: int | None, inter_op_threads: int | No
         ),
     )
     for name, value, get, set_ in settings:
-        check_threads(name, value)
         if value is None or get() == value:
             continue
         try:
@@ -151,16 +127,4 @@ def load_custom_ops(package: Package) -> None:
     Raises:
         PackageError: a library is missing or TensorFlow cannot load it.
     """
-    for name in package.config.custom_ops:
-        path = package.ops_dir / name
-        if not path.is_file():
-            raise PackageError(f"{package.path}: custom op 0/ops/{name} listed in config.json is missing")
-        digest = sha256_file(path)
-        with _ops_lock:
-            if digest in _loaded_ops:
-                continue
-            try:
-                tf.load_op_library(str(path))
-            except (tf.errors.OpError, OSError) as exc:
-                raise PackageError(f"{package.path}: cannot load custom op 0/ops/{name}: {exc}") from exc
-            _loaded_ops.add(digest)
+    custom_ops.load_custom_ops(package, "tensorflow", tf.load_op_library, (tf.errors.OpError, OSError))

@@ -2,32 +2,21 @@
 
 from __future__ import annotations
 
-import logging
-import os
-import threading
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from neuropod.backends.base import Backend
+from neuropod.backends.custom_ops import load_custom_ops, mapped_files
+from neuropod.backends.devices import choose_gpu
+from neuropod.backends.options import TorchScriptOptions
 from neuropod.errors import InferenceError, OptionError, PackageError
-from neuropod.package.manifest import sha256_file
 from neuropod.package.package import Package
 from neuropod.spec.dtypes import STRING
 
-logger = logging.getLogger(__name__)
-
 MODEL_FILE = "model.pt"
-
-# A custom op library registers its ops process-wide when it is opened, and opening a second
-# copy of it (another package's, or the file the packaging process loaded from its build
-# directory) registers them again, which aborts the process. Libraries are therefore known
-# by content: the sha256 of every library this module loaded.
-_loaded_ops: set[str] = set()
-_ops_lock = threading.Lock()
 
 
 class TorchScriptBackend(Backend):
@@ -50,22 +39,33 @@ class TorchScriptBackend(Backend):
 
     Custom op libraries listed in the config are loaded before the module, once per process
     (a library whose bytes were already loaded, from any path, is not loaded again).
+
+    Args:
+        package: the opened package.
+        visible_gpu: ``None`` for the CPU, else the index of the GPU to run on.
+        **options: see ``TorchScriptOptions``.
+
+    Raises:
+        OptionError: an option is unknown or invalid, or ``visible_gpu`` is not a visible GPU.
+        PackageError: the module or a custom op is missing or cannot be loaded.
     """
 
-    def __init__(
-        self,
-        package: Package,
-        *,
-        visible_gpu: int | None = None,
-        intra_op_threads: int | None = None,
-        inter_op_threads: int | None = None,
-    ):
+    load_options = TorchScriptOptions
+
+    def __init__(self, package: Package, *, visible_gpu: int | None = None, **options: Any):
         super().__init__(package, visible_gpu=visible_gpu)
-        _set_threads(intra_op_threads, inter_op_threads)
+        settings: TorchScriptOptions = TorchScriptOptions.parse(options)
+        _set_threads(settings.intra_op_threads, settings.inter_op_threads)
         config = package.config
-        for op in config.custom_ops:
-            _load_custom_op(package, op)
-        self.device = _choose_device(visible_gpu)
+        load_custom_ops(
+            package,
+            "torch",
+            torch.ops.load_library,
+            (OSError, RuntimeError),
+            loaded_elsewhere=lambda: [*getattr(torch.ops, "loaded_libraries", ()), *mapped_files()],
+        )
+        gpu = choose_gpu(visible_gpu, _count_gpus, "torch")
+        self.device = torch.device("cpu") if gpu is None else torch.device("cuda", gpu)
         path = package.data_dir / MODEL_FILE
         if not path.is_file():
             raise PackageError(f"{package.path}: the TorchScript model 0/data/{MODEL_FILE} is missing")
@@ -168,9 +168,6 @@ def _is_str_dict(arg_type: Any) -> bool:
 
 
 def _set_threads(intra_op_threads: int | None, inter_op_threads: int | None) -> None:
-    for name, value in {"intra_op_threads": intra_op_threads, "inter_op_threads": inter_op_threads}.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise OptionError(f"{name} must be a positive int, got {value!r}")
     if intra_op_threads is not None:
         torch.set_num_threads(intra_op_threads)
     if inter_op_threads is not None and inter_op_threads != torch.get_num_interop_threads():
@@ -184,63 +181,8 @@ def _set_threads(intra_op_threads: int | None, inter_op_threads: int | None) -> 
             ) from None
 
 
-def _choose_device(visible_gpu: int | None) -> torch.device:
-    if visible_gpu is None:
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        logger.warning(
-            "visible_gpu=%d was requested but CUDA is not available; running on the CPU", visible_gpu
-        )
-        return torch.device("cpu")
-    count = torch.cuda.device_count()
-    if visible_gpu >= count:
-        raise OptionError(f"visible_gpu={visible_gpu} was requested, but only {count} GPU(s) are visible")
-    return torch.device("cuda", visible_gpu)
-
-
-def _load_custom_op(package: Package, name: str) -> None:
-    path = package.ops_dir / name
-    if not path.is_file():
-        raise PackageError(f"{package.path}: custom op 0/ops/{name} listed in config.json is missing")
-    digest = sha256_file(path)
-    with _ops_lock:
-        if digest in _loaded_ops:
-            return
-        if _loaded_elsewhere(digest, path.stat().st_size):
-            _loaded_ops.add(digest)
-            return
-        try:
-            torch.ops.load_library(str(path))
-        except (OSError, RuntimeError) as exc:
-            raise PackageError(f"{package.path}: cannot load custom op 0/ops/{name}: {exc}") from exc
-        _loaded_ops.add(digest)
-
-
-def _loaded_elsewhere(digest: str, size: int) -> bool:
-    """Whether a library with these bytes is already loaded, by torch or by the dynamic linker."""
-    candidates = set(getattr(torch.ops, "loaded_libraries", ()))
-    candidates.update(_mapped_files())
-    for candidate in candidates:
-        try:
-            if os.path.getsize(candidate) == size and sha256_file(Path(candidate)) == digest:
-                return True
-        except OSError:
-            continue
-    return False
-
-
-def _mapped_files() -> set[str]:
-    # Linux only; elsewhere torch.ops.loaded_libraries is the only record.
-    files = set()
-    try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
-            for line in maps:
-                fields = line.split(None, 5)
-                if len(fields) == 6 and fields[5].startswith("/"):
-                    files.add(fields[5].rstrip("\n"))
-    except OSError:
-        pass
-    return files
+def _count_gpus() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def _to_tensor(array: np.ndarray) -> torch.Tensor:

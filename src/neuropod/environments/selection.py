@@ -24,13 +24,35 @@ from neuropod.environments.cache import EnvironmentCache
 from neuropod.environments.errors import FrameworkVersionError
 from neuropod.environments.lock import RequirementLock
 from neuropod.environments.versions import PLATFORM_DISTRIBUTIONS, VersionRange, installed_framework
-from neuropod.errors import OptionError, VersionRangeError
+from neuropod.errors import VersionRangeError
+from neuropod.options import Check, Options, one_of, option
 from neuropod.package.package import Package
 
 logger = logging.getLogger("neuropod.environments")
 
 #: Values of the ``environment`` load option.
 MODES = ("auto", "current", "isolated")
+
+_MODE = one_of(MODES)
+
+
+@dataclass(frozen=True)
+class EnvironmentOptions(Options):
+    """The load options of version selection (see ``select_environment``).
+
+    Attributes:
+        environment: ``"auto"``, ``"isolated"`` or ``"current"``.
+        env_cache: the environment cache directory, or ``None`` for the default.
+        env_progress: called with each step of preparing an environment, or ``None``.
+    """
+
+    environment: str = option("auto", _MODE)
+    env_cache: str | os.PathLike[str] | None = option(
+        None, Check("None or a directory path", lambda v: v is None or isinstance(v, (str, os.PathLike)))
+    )
+    env_progress: ProgressCallback | None = option(
+        None, Check("None or a function taking a str", lambda v: v is None or callable(v))
+    )
 
 
 @dataclass(frozen=True)
@@ -104,8 +126,7 @@ def select_environment(
         FrameworkVersionError: see ``check_package``.
         EnvironmentBuildError: building the environment failed (the message quotes uv).
     """
-    if environment not in MODES:
-        raise OptionError(f"environment must be one of {', '.join(map(repr, MODES))}, got {environment!r}")
+    _MODE("environment", environment)
     if environment == "current":
         return None
     needs = check_package(package)

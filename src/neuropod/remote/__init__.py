@@ -2,11 +2,11 @@
 
 ::
 
-    load_neuropod(url, timeout=5.0)          routes URLs here (``load_remote``)
+    load_neuropod(url, timeout=5.0)          routes URLs here (``load_remote`` is the same call)
         NeuropodModel                         validates every call, as for any backend
-        └── RemoteBackend          backend.py
-            ├── HttpTransport      http_transport.py   httpx.Client, binary tensors
-            └── GrpcTransport      grpc_transport.py   one grpc channel, raw contents
+        └── RemoteBackend          backend.py          URL, options, config from the metadata
+            ├── HttpBackend        http_transport.py   httpx.Client, binary tensors
+            └── GrpcBackend        grpc_transport.py   one grpc channel, raw contents
     url.py       model URLs (http[s]://, grpc[s]://)
     metadata.py  the model's specs, from the server's metadata
     errors.py    server answers -> ValidationError, PackageError, InferenceError, InferenceTimeout
@@ -16,7 +16,15 @@ metadata carries the exact specs, or Triton, KServe, ... whose variable dims rea
 Importing this package imports neither httpx nor grpc; opening a model imports its protocol's.
 """
 
-from neuropod.remote.backend import REMOTE_OPTIONS, RemoteBackend, load_remote
+from neuropod.remote.backend import GrpcOptions, HttpOptions, RemoteBackend, load_remote
 from neuropod.remote.url import ModelURL, is_remote_url, parse_model_url
 
-__all__ = ["REMOTE_OPTIONS", "ModelURL", "RemoteBackend", "is_remote_url", "load_remote", "parse_model_url"]
+__all__ = [
+    "GrpcOptions",
+    "HttpOptions",
+    "ModelURL",
+    "RemoteBackend",
+    "is_remote_url",
+    "load_remote",
+    "parse_model_url",
+]

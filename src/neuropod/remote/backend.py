@@ -1,67 +1,169 @@
-"""``load_remote``: a model served elsewhere, behind the same model object as a local one."""
+"""``RemoteBackend``: a model served elsewhere, behind the same backend contract as a local one.
+
+``RemoteBackend`` holds what both protocols share (the URL, the options, the config read from
+the server's metadata); ``HttpBackend`` (``http_transport``) and ``GrpcBackend``
+(``grpc_transport``) connect and call. Their option declarations live here, so that options are
+checked without importing httpx or grpc.
+"""
 
 from __future__ import annotations
 
+import importlib
+from abc import abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from neuropod.backends.base import Backend
 from neuropod.errors import BackendUnavailable, OptionError
-from neuropod.model import NeuropodModel
+from neuropod.options import BOOLEAN, Check, Options, number_above, option, optional
 from neuropod.package.config import ModelConfig
 from neuropod.remote.metadata import config_from_metadata
 from neuropod.remote.url import ModelURL, parse_model_url
 
-#: The load options of remote models, by protocol (besides ``require_all_inputs``).
-REMOTE_OPTIONS = {"http": ("timeout", "binary", "headers"), "grpc": ("timeout", "headers")}
+if TYPE_CHECKING:
+    from neuropod.model import NeuropodModel
 
 
-class Transport(Protocol):
-    """One protocol's way to reach a served model (``HttpTransport``, ``GrpcTransport``)."""
+def _are_headers(value: Any) -> bool:
+    return value is None or (
+        isinstance(value, Mapping)
+        and all(isinstance(key, str) and isinstance(item, str) for key, item in value.items())
+    )
 
+
+_TIMEOUT = optional(number_above(0, "seconds"))
+_HEADERS = Check("a dict of str to str", _are_headers)
+
+
+@dataclass(frozen=True)
+class HttpOptions(Options):
+    """The load options of a model served over HTTP/REST.
+
+    Attributes:
+        timeout: seconds each step of a call (connect, send, wait) may take, or ``None``.
+        binary: send and receive tensors as binary data (else as JSON).
+        headers: sent with every request, e.g. ``{"Authorization": "Bearer ..."}``.
+    """
+
+    where = "a remote http model"
+
+    timeout: float | None = option(None, _TIMEOUT)
+    binary: bool = option(True, BOOLEAN)
+    headers: Mapping[str, str] | None = option(None, _HEADERS)
+
+
+@dataclass(frozen=True)
+class GrpcOptions(Options):
+    """The load options of a model served over gRPC.
+
+    Attributes:
+        timeout: seconds a call may take (its deadline), or ``None``.
+        headers: sent with every call as gRPC metadata.
+    """
+
+    where = "a remote grpc model"
+
+    timeout: float | None = option(None, _TIMEOUT)
+    headers: Mapping[str, str] | None = option(None, _HEADERS)
+
+
+#: Each protocol's backend, imported (with its client library) when a model of it is opened.
+_BACKENDS = {
+    "http": ("neuropod.remote.http_transport", "HttpBackend", HttpOptions),
+    "grpc": ("neuropod.remote.grpc_transport", "GrpcBackend", GrpcOptions),
+}
+
+
+class RemoteBackend(Backend):
+    """Runs a model on a server of the Open Inference Protocol. It has no package: its
+    ``config`` comes from the server's metadata and its ``path`` is the model's URL.
+
+    Subclasses connect in ``_connect`` and implement ``model_metadata``, ``infer`` and ``close``.
+
+    Args:
+        url: the model's URL.
+        **options: the protocol's options (``HttpOptions``, ``GrpcOptions``).
+
+    Raises:
+        OptionError: an option is unknown or invalid.
+        PackageError: the server cannot be reached, serves no such model, or its metadata is
+            not usable (timeouts raise ``InferenceTimeout``).
+    """
+
+    def __init__(self, url: ModelURL, **options: Any):
+        self._url = url
+        self._where = f"model '{url.model}' at {url.url}"
+        settings = self.declared_options().parse(options)
+        self._timeout: float | None = None if settings.timeout is None else float(settings.timeout)
+        self._headers: dict[str, str] = dict(settings.headers or {})
+        self._settings: Any = settings
+        self._connect()
+        try:
+            self._config = config_from_metadata(self.model_metadata(), url.model, self._where)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def config(self) -> ModelConfig:
+        """The model's name, platform and specs, as the server describes them."""
+        return self._config
+
+    @property
+    def path(self) -> str:
+        """The model's URL, as given."""
+        return self._url.url
+
+    @abstractmethod
+    def _connect(self) -> None:
+        """Open the connection (the options are in ``self._settings``)."""
+
+    @abstractmethod
     def model_metadata(self) -> dict[str, Any]:
         """The model's metadata in the protocol's JSON form."""
 
-    def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run the model on the server."""
-
+    @abstractmethod
     def close(self) -> None:
         """Close the connection. Idempotent."""
 
 
-class RemoteBackend(Backend):
-    """Runs a model on a server of the Open Inference Protocol.
+def remote_options(url: str, visible_gpu: int | None, use_ope: bool) -> tuple[ModelURL, type[Options]]:
+    """The parsed URL of a served model and the declaration of its options.
 
-    Made by ``load_remote``; unlike other backends it has no package, only a connection.
-
-    Args:
-        transport: the connection to the served model.
+    Raises:
+        PackageError: the URL is malformed.
+        OptionError: ``visible_gpu`` or ``use_ope`` is set: the server chooses how it runs models.
     """
+    target = parse_model_url(url)
+    if visible_gpu is not None:
+        raise OptionError(
+            f"visible_gpu does not apply to a remote model ({url}): the server chooses its devices"
+        )
+    if use_ope:
+        raise OptionError(
+            f"use_ope does not apply to a remote model ({url}): the server chooses how it runs models"
+        )
+    return target, _BACKENDS[target.protocol][2]
 
-    def __init__(self, transport: Transport):
-        # Backend.__init__ takes a package, which a remote model does not have.
-        self.visible_gpu = None
-        self._transport = transport
 
-    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self._transport.infer(inputs)
+def open_remote(target: ModelURL, options: Mapping[str, Any]) -> RemoteBackend:
+    """Connect to a served model with its protocol's backend.
 
-    def close(self) -> None:
-        self._transport.close()
-
-
-@dataclass(frozen=True)
-class RemoteSource:
-    """What a remote model is loaded from: its URL and the config read from the server."""
-
-    config: ModelConfig
-    path: str
-
-    def close(self) -> None:
-        """Nothing to release: the transport holds the connection."""
+    Raises:
+        BackendUnavailable: the protocol's client library (httpx, grpcio) is not installed.
+        PackageError: see ``RemoteBackend``.
+    """
+    module_name, class_name, _ = _BACKENDS[target.protocol]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise BackendUnavailable(
+            f"Remote models over {target.protocol} need a package that is not installed ({exc}); "
+            f"install it with: pip install 'neuropod[remote]'"
+        ) from exc
+    backend: RemoteBackend = getattr(module, class_name)(target, **options)
+    return backend
 
 
 def load_remote(
@@ -73,7 +175,7 @@ def load_remote(
 ) -> NeuropodModel:
     """Open a model served by a server of the Open Inference Protocol (``neuropod serve``, Triton...).
 
-    ``load_neuropod`` calls this for a URL. The model's specs come from the server's metadata,
+    The same as ``load_neuropod(url, ...)``. The model's specs come from the server's metadata,
     and the model object checks every call against them before anything is sent, so a mistake
     raises the same ``ValidationError`` as with a local model.
 
@@ -102,63 +204,7 @@ def load_remote(
     ...     model.infer({"x": np.ones(3, np.float32), "y": np.ones(3, np.float32)})
     {'out': array([2., 2., 2.], dtype=float32)}
     """
-    target = parse_model_url(url)
-    if visible_gpu is not None:
-        raise OptionError(
-            f"visible_gpu does not apply to a remote model ({url}): the server chooses its devices"
-        )
-    if use_ope:
-        raise OptionError(
-            f"use_ope does not apply to a remote model ({url}): the server chooses how it runs models"
-        )
-    accepted = REMOTE_OPTIONS[target.protocol]
-    unknown = sorted(set(options) - {"require_all_inputs", *accepted})
-    if unknown:
-        raise OptionError(
-            f"load_neuropod() got unknown option(s) {', '.join(map(repr, unknown))} for a remote "
-            f"{target.protocol} model; accepted options: {', '.join(['require_all_inputs', *accepted])}"
-        )
-    model_options = {k: options.pop(k) for k in ("require_all_inputs",) if k in options}
-    transport = _transport(target, **options)
-    try:
-        where = f"model '{target.model}' at {url}"
-        config = config_from_metadata(transport.model_metadata(), target.model, where)
-        return NeuropodModel(RemoteSource(config, url), RemoteBackend(transport), **model_options)
-    except BaseException:
-        transport.close()
-        raise
+    from neuropod.loader import load_neuropod
 
-
-def _transport(
-    target: ModelURL,
-    *,
-    timeout: float | None = None,
-    headers: Mapping[str, str] | None = None,
-    binary: bool = True,
-) -> Transport:
-    if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
-    ):
-        raise OptionError(f"timeout must be None or a number of seconds > 0, got {timeout!r}")
-    if not isinstance(binary, bool):
-        raise OptionError(f"binary must be True or False, got {binary!r}")
-    if headers is None:
-        headers = {}
-    if not isinstance(headers, Mapping) or not all(
-        isinstance(key, str) and isinstance(value, str) for key, value in headers.items()
-    ):
-        raise OptionError(f"headers must be a dict of str to str, got {headers!r}")
-    seconds = None if timeout is None else float(timeout)
-    # Each protocol's client library is imported only when a model of it is opened.
-    try:
-        if target.protocol == "grpc":
-            from neuropod.remote.grpc_transport import GrpcTransport
-
-            return GrpcTransport(target, timeout=seconds, headers=headers)
-        from neuropod.remote.http_transport import HttpTransport
-    except ImportError as exc:
-        raise BackendUnavailable(
-            f"Remote models over {target.protocol} need a package that is not installed ({exc}); "
-            f"install it with: pip install 'neuropod[remote]'"
-        ) from exc
-    return HttpTransport(target, timeout=seconds, binary=binary, headers=headers)
+    parse_model_url(url)  # a path is not a URL here, whatever load_neuropod would make of it
+    return load_neuropod(url, visible_gpu, use_ope=use_ope, **options)

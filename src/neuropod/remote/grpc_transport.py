@@ -29,8 +29,8 @@ from neuropod.protocol.grpc_framing import (
     join_raw_contents,
     split_raw_contents,
 )
+from neuropod.remote.backend import GrpcOptions, RemoteBackend
 from neuropod.remote.errors import error_for_code, timeout_error
-from neuropod.remote.url import ModelURL
 
 _MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 
@@ -38,20 +38,18 @@ _MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 _SPEC_PARAMETERS = ("neuropod_platform", "neuropod_inputs", "neuropod_outputs")
 
 
-class GrpcTransport:
-    """The gRPC side of a remote model.
+class GrpcBackend(RemoteBackend):
+    """A remote model over gRPC (options: ``GrpcOptions``).
 
-    Args:
-        url: the model's URL.
-        timeout: seconds a call may take (its deadline), or ``None`` for no limit.
-        headers: sent with every call as gRPC metadata (names lowercased, as gRPC needs).
+    ``timeout`` is each call's deadline; headers travel as gRPC metadata (names lowercased, as
+    gRPC needs).
     """
 
-    def __init__(self, url: ModelURL, *, timeout: float | None, headers: Mapping[str, str]):
-        self._url = url
-        self._where = f"model '{url.model}' at {url.url}"
-        self._timeout = timeout
-        self._metadata = tuple((key.lower(), value) for key, value in headers.items())
+    load_options = GrpcOptions
+
+    def _connect(self) -> None:
+        url = self._url
+        self._metadata = tuple((key.lower(), value) for key, value in self._headers.items())
         if url.tls:
             self._channel = grpc.secure_channel(
                 url.authority, grpc.ssl_channel_credentials(), options=MESSAGE_SIZE_OPTIONS

@@ -18,32 +18,26 @@ from neuropod.errors import InferenceError, NeuropodError, PackageError
 from neuropod.protocol.binary import HEADER_LENGTH, BinaryReader, parse_header_length, split_body
 from neuropod.protocol.errors import ProtocolError
 from neuropod.protocol.tensors import read_tensor, write_tensor
+from neuropod.remote.backend import HttpOptions, RemoteBackend
 from neuropod.remote.errors import connection_error, error_for_status, timeout_error
-from neuropod.remote.url import ModelURL
 
 _JSON = "application/json"
 
 
-class HttpTransport:
-    """The HTTP side of a remote model.
+class HttpBackend(RemoteBackend):
+    """A remote model over HTTP/REST (options: ``HttpOptions``).
 
     The client keeps its connections open between calls and is safe to share between threads.
-
-    Args:
-        url: the model's URL.
-        timeout: seconds each step of a call (connect, send, wait for the answer) may take,
-            or ``None`` to wait as long as the model runs.
-        binary: send and receive tensors as binary data (else as JSON).
-        headers: sent with every request (e.g. ``Authorization``).
+    ``timeout`` bounds each step of a call (connect, send, wait for the answer).
     """
 
-    def __init__(self, url: ModelURL, *, timeout: float | None, binary: bool, headers: Mapping[str, str]):
-        self._url = url
-        self._where = f"model '{url.model}' at {url.url}"
-        self._timeout = timeout
-        self._binary = binary
+    load_options = HttpOptions
+
+    def _connect(self) -> None:
+        url = self._url
+        self._binary: bool = self._settings.binary
         self._client = httpx.Client(
-            base_url=url.server, timeout=httpx.Timeout(timeout), headers=dict(headers)
+            base_url=url.server, timeout=httpx.Timeout(self._timeout), headers=self._headers
         )
         self._model_path = url.model_path
 

@@ -18,7 +18,8 @@
 Nothing here imports a deep learning framework; the worker imports the one its model needs.
 """
 
-from neuropod.worker.backend import WORKER_OPTIONS, WorkerBackend
+from neuropod.worker.backend import WorkerBackend
+from neuropod.worker.options import LaunchOptions, WorkerOptions
 from neuropod.worker.remote_errors import RemoteTraceback
 
-__all__ = ["WORKER_OPTIONS", "RemoteTraceback", "WorkerBackend"]
+__all__ = ["LaunchOptions", "RemoteTraceback", "WorkerBackend", "WorkerOptions"]

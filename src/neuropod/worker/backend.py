@@ -21,16 +21,15 @@ import numpy as np
 
 from neuropod.backends.base import Backend
 from neuropod.errors import BackendUnavailable, InferenceError, OptionError
+from neuropod.model import ModelOptions
 from neuropod.package.package import Package
 from neuropod.worker.instances import Instance, InstancePool
+from neuropod.worker.options import COMMAND, WorkerOptions
 from neuropod.worker.pool import BufferPool
 from neuropod.worker.protocol import LoadSettings
 from neuropod.worker.session import WorkerSession
 from neuropod.worker.shm import buffer_of
 from neuropod.worker.tensors import wire_array
-
-#: The load options of out-of-process models, besides ``use_ope`` itself.
-WORKER_OPTIONS = ("instances", "max_restarts", "memory_limit", "timeout")
 
 #: Environment variable holding the default ``worker_prefix``, split as a shell would.
 PREFIX_ENV_VAR = "NEUROPOD_WORKER_PREFIX"
@@ -67,13 +66,13 @@ class WorkerBackend(Backend):
         package: the opened package; it must stay open while the workers run.
         visible_gpu: the GPU the workers may see (as their only GPU, through
             ``CUDA_VISIBLE_DEVICES``), or ``None`` to hide every GPU from them.
-        instances: how many worker processes run the model; each call goes to the least busy.
-        timeout: seconds a call may take before its worker is killed, or ``None``.
-        max_restarts: how many times each instance replaces a dead worker (at its next call),
-            or ``None`` for always.
-        memory_limit: each worker's address-space limit in bytes (``RLIMIT_AS``): a model that
-            allocates beyond it gets a ``MemoryError``. Frameworks reserve far more address
-            space than they use, so leave ample room.
+        **options: see ``WorkerOptions``: ``instances``, how many worker processes run the
+            model (each call goes to the least busy); ``timeout``, seconds a call may take
+            before its worker is killed, or ``None``; ``max_restarts``, how many times each
+            instance replaces a dead worker (at its next call), or ``None`` for always;
+            ``memory_limit``, each worker's address-space limit in bytes (``RLIMIT_AS``): a
+            model that allocates beyond it gets a ``MemoryError``. Frameworks reserve far more
+            address space than they use, so leave ample room.
         backend_options: the platform backend's own load options, passed on to the workers.
         python: the workers' interpreter, e.g. an isolated environment's (default: the
             application's). Such workers do not get the application's ``sys.path``: they import
@@ -91,47 +90,41 @@ class WorkerBackend(Backend):
         Exception: what loading the model raised in the worker (same type and message).
     """
 
+    load_options = WorkerOptions
+
     def __init__(
         self,
         package: Package,
         *,
         visible_gpu: int | None = None,
-        instances: int = 1,
-        timeout: float | None = None,
-        max_restarts: int | None = None,
-        memory_limit: int | None = None,
         backend_options: Mapping[str, Any] | None = None,
         python: str | os.PathLike[str] | None = None,
         worker_prefix: Sequence[str] | None = None,
+        **options: Any,
     ):
         super().__init__(package, visible_gpu=visible_gpu)
+        settings: WorkerOptions = WorkerOptions.parse(options)
         prefix = _prefix(worker_prefix)
         if not hasattr(os, "memfd_create"):
             raise BackendUnavailable(
                 f"use_ope=True needs Linux (anonymous shared memory, os.memfd_create), not {sys.platform}"
             )
-        _check("instances", instances, minimum=1)
-        _check("max_restarts", max_restarts, minimum=0, optional=True)
-        _check("memory_limit", memory_limit, minimum=1, optional=True)
-        if timeout is not None and (
-            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
-        ):
-            raise OptionError(f"timeout must be None or a number of seconds > 0, got {timeout!r}")
+        instances, timeout, max_restarts = settings.instances, settings.timeout, settings.max_restarts
         config = package.config
         self._name = config.name
-        settings = LoadSettings(
+        load = LoadSettings(
             root=str(package.root),
             path=str(package.path),
             platform=config.platform,
             options=dict(backend_options or {}),
             use_gpu=visible_gpu is not None,
-            memory_limit=memory_limit,
-            also_accepted=("use_ope", *WORKER_OPTIONS),
+            memory_limit=settings.memory_limit,
+            also_accepted=("visible_gpu", "use_ope", *ModelOptions.names(), *WorkerOptions.names()),
             sys_path=() if python is not None else tuple(e for e in sys.path if isinstance(e, str)),
         )
         interpreter = None if python is None else os.fspath(python)
         try:
-            pickle.dumps(settings)
+            pickle.dumps(load)
         except Exception as exc:
             raise OptionError(
                 f"The load options of model '{self._name}' cannot be sent to its workers: {exc}"
@@ -141,7 +134,7 @@ class WorkerBackend(Backend):
         name = self._name
 
         def start() -> WorkerSession:  # refers not to self, which the finalizer must not keep
-            return WorkerSession(settings, pool, env, name, python=interpreter, prefix=prefix)
+            return WorkerSession(load, pool, env, name, python=interpreter, prefix=prefix)
 
         self._instances = [
             Instance(start, timeout=timeout, max_restarts=max_restarts, model=self._name)
@@ -238,21 +231,10 @@ def _close(instances: list[Instance], pool: BufferPool) -> None:
 
 
 def _prefix(given: Sequence[str] | None) -> tuple[str, ...]:
+    COMMAND("worker_prefix", given)
     if given is None:
         return tuple(shlex.split(os.environ.get(PREFIX_ENV_VAR, "")))
-    if isinstance(given, (str, bytes)) or not all(isinstance(item, str) and item for item in given):
-        raise OptionError(
-            f"worker_prefix must be a list of strings such as ['taskset', '-c', '0'], got {given!r}"
-        )
     prefix = tuple(given)
     if prefix and shutil.which(prefix[0]) is None:
         raise OptionError(f"worker_prefix starts with {prefix[0]!r}, which is not an executable command")
     return prefix
-
-
-def _check(name: str, value: Any, *, minimum: int, optional: bool = False) -> None:
-    if value is None and optional:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        expected = f"an int >= {minimum}" + (" or None" if optional else "")
-        raise OptionError(f"{name} must be {expected}, got {value!r}")

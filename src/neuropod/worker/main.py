@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from neuropod.backends.base import Backend
+from neuropod.options import split_options
 from neuropod.package.package import Package
 from neuropod.spec.validation import TensorValidator
 from neuropod.worker.channel import SPIN_S, Channel, ChannelClosed, current_cpu
@@ -116,7 +117,7 @@ class Worker:
         except Exception as exc:
             channel.send((ERROR, describe(exc)))
             return None
-        worker = cls(channel, backend, TensorValidator(backend.package.config.outputs, "output"))
+        worker = cls(channel, backend, TensorValidator(backend.config.outputs, "output"))
         worker._peer[block_id] = application_arena
         channel.send((READY, os.getpid(), (worker.arena.id, worker.arena.size)), [worker.arena.fd])
         worker.arena.close_fd()
@@ -206,13 +207,19 @@ class Worker:
 
 
 def _load_backend(settings: LoadSettings) -> Backend:
-    from neuropod.loader import _check_options
     from neuropod.registry import get_backend
 
     package = Package(settings.root, verify=False)  # the application verified it
     package.path = Path(settings.path)  # messages name the package the application loaded
     backend_cls = get_backend(settings.platform)
-    _check_options(backend_cls, settings.platform, settings.options, settings.also_accepted)
+    # The application checked the options unless it could not import a third-party backend
+    # that this worker's environment has; the same rules apply here.
+    split_options(
+        settings.options,
+        [backend_cls.declared_options()],
+        f"platform '{settings.platform}'",
+        also_accepted=settings.also_accepted,
+    )
     return backend_cls(package, visible_gpu=0 if settings.use_gpu else None, **settings.options)
 
 

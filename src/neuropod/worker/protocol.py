@@ -62,11 +62,13 @@ class LoadSettings:
         root: the package's directory (a zip's extracted copy), opened without re-verifying.
         path: where the application loaded the package from, for messages.
         platform: the package's platform, whose backend the worker runs.
-        options: the platform backend's load options.
+        options: the platform backend's load options (checked by the application, where it
+            could import the backend's declaration).
         use_gpu: whether the worker's backend gets ``visible_gpu=0`` (the GPU the application
             chose is the only one the worker sees).
         memory_limit: the worker's address-space limit in bytes (``RLIMIT_AS``), or ``None``.
-        also_accepted: option names that messages about unknown options list as accepted.
+        also_accepted: the application's other option names, which messages about unknown
+            options list as accepted.
         sys_path: the application's ``sys.path``, appended to the worker's own, so that the
             worker imports what the application could (classes a saved model refers to).
     """

@@ -83,9 +83,16 @@ class Package:
             raise PackageError(f"{path} must hold a JSON object")
         return settings
 
-    def test_data(self) -> TestData | None:
-        """The package's test data, or ``None``."""
-        return load_test_data(self.root)
+    def test_data(self, allow_pickle: bool = False) -> TestData | None:
+        """The package's test data, or ``None``.
+
+        Args:
+            allow_pickle: unpickle the original's ``test_data.pkl`` even where it names code.
+
+        Raises:
+            PackageError: the test data cannot be read, or names code without ``allow_pickle``.
+        """
+        return load_test_data(self.root, allow_pickle)
 
     def close(self) -> None:
         """Remove the extracted copy of a zipped package. Idempotent."""

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from neuropod.cli.main import main
-from neuropod.errors import PackageError
+from neuropod.errors import OptionError, PackageError
+from neuropod.package.package import Package
 from neuropod.package.safe_pickle import load_pickle
-from neuropod.utils.eval_utils import load_test_data
+from neuropod.serving.options import _KEYS, OPTIONS_FILE, read_model_folder
+from neuropod.utils.eval_utils import load_test_data, save_test_data
 
 X = np.array([1, 2, 3], dtype=np.float32)
 WORDS = np.array(["a", "bc", "déf"])
@@ -136,3 +141,159 @@ def test_cli_test_refuses_code_in_test_data(capsys: pytest.CaptureFixture[str], 
     assert (code, out) == (2, "")
     assert_one_line_error(err, "test_data.pkl", "posix.system", "--allow-pickle")
     assert not marker.exists()
+
+
+# --- malformed JSON files -----------------------------------------------------------------------
+
+CONFIG = {
+    "name": "p",
+    "platform": "python",
+    "platform_version_semver": "*",
+    "input_spec": [{"name": "x", "dtype": "float32", "shape": [None, 3]}],
+    "output_spec": [{"name": "y", "dtype": "string", "shape": ["batch"]}],
+    "custom_ops": [],
+    "input_tensor_device": {"x": "CPU"},
+}
+JSON_FILES = ("config.json", "0/config.json", "manifest.json")
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    max_leaves=12,
+)
+
+
+@pytest.fixture(scope="module")
+def package_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A package directory whose JSON files the tests overwrite (and restore)."""
+    root = tmp_path_factory.mktemp("hostile") / "pkg"
+    (root / "0").mkdir(parents=True)
+    (root / "config.json").write_text(json.dumps(CONFIG))
+    (root / "0/config.json").write_text("{}")
+    save_test_data(root, {"x": np.zeros((1, 3), np.float32)}, {"y": np.array(["a"])})
+    return root
+
+
+def _open_with(root: Path, rel: str, content: bytes) -> None:
+    """Open ``root`` with ``rel`` replaced by ``content``: it must load or raise PackageError."""
+    original = (root / rel).read_bytes() if (root / rel).exists() else None
+    (root / rel).write_bytes(content)
+    try:
+        with Package(root) as package:
+            package.backend_config()
+    except PackageError:
+        pass
+    finally:
+        if original is None:
+            (root / rel).unlink()
+        else:
+            (root / rel).write_bytes(original)
+
+
+@pytest.mark.parametrize("rel", JSON_FILES)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.binary(max_size=200))
+def test_arbitrary_bytes_give_only_package_errors(package_dir: Path, rel: str, content: bytes) -> None:
+    _open_with(package_dir, rel, content)
+
+
+@pytest.mark.parametrize("rel", JSON_FILES)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=json_values)
+def test_arbitrary_json_gives_only_package_errors(package_dir: Path, rel: str, value: object) -> None:
+    _open_with(package_dir, rel, json.dumps(value).encode())
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_arbitrary_config_fields_give_only_package_errors(package_dir: Path, data: st.DataObject) -> None:
+    config: dict[str, object] = json.loads(json.dumps(CONFIG))
+    key = data.draw(st.sampled_from([*CONFIG, "input_spec.0", "input_spec.0.shape", "input_spec.0.name"]))
+    value = data.draw(json_values)
+    if key.startswith("input_spec."):
+        spec = config["input_spec"][0]  # type: ignore[index]
+        if key == "input_spec.0":
+            config["input_spec"] = [value]
+        else:
+            spec[key.rsplit(".", 1)[1]] = value
+    else:
+        config[key] = value
+    _open_with(package_dir, "config.json", json.dumps(config).encode())
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"[" * 200_000 + b"]" * 200_000, "nests too deeply"),
+        (b'{"name": "\xff\xfe"}', "is not valid JSON"),
+        (b"1" * 5000, "is not valid JSON"),
+        (json.dumps({**CONFIG, "name": 5}).encode(), "must be a string"),
+    ],
+    ids=["deep", "utf8", "long-int", "type"],
+)
+@pytest.mark.parametrize("rel", JSON_FILES)
+def test_malformed_json_is_one_line_in_the_cli(
+    capsys: pytest.CaptureFixture[str], package_dir: Path, rel: str, content: bytes, expected: str
+) -> None:
+    if rel != "config.json" and expected == "must be a string":
+        content = b"[5]"  # the other files fail on a wrong type in their own words
+        expected = "must hold a JSON object" if rel == "0/config.json" else "has no 'files' object"
+    original = (package_dir / rel).read_bytes() if (package_dir / rel).exists() else None
+    (package_dir / rel).write_bytes(content)
+    try:
+        for command in ("inspect", "test"):
+            code, out, err = cli(capsys, command, package_dir)
+            if rel == "manifest.json" and command == "inspect":
+                # inspect describes a package whose manifest fails, and reports why.
+                assert code == 1 and expected in out
+                continue
+            if rel == "0/config.json" and command == "inspect":
+                assert code == 0  # inspect does not read the backend settings
+                continue
+            assert code == 2
+            assert_one_line_error(err, rel, expected)
+    finally:
+        if original is None:
+            (package_dir / rel).unlink()
+        else:
+            (package_dir / rel).write_bytes(original)
+
+
+# --- neuropod-serve.json ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def model_folder(package_dir: Path) -> Path:
+    """A served repository's model folder holding a package and a ``neuropod-serve.json``."""
+    import shutil
+
+    folder = package_dir.parent / "repo" / "m"
+    folder.mkdir(parents=True)
+    shutil.copytree(package_dir, folder / "pkg")
+    return folder
+
+
+def _read_options(folder: Path, content: bytes) -> None:
+    (folder / OPTIONS_FILE).write_bytes(content)
+    try:
+        read_model_folder(folder)
+    except OptionError:
+        pass
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(content=st.binary(max_size=200))
+def test_serve_options_arbitrary_bytes_give_only_option_errors(model_folder: Path, content: bytes) -> None:
+    _read_options(model_folder, content)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=json_values | st.dictionaries(st.sampled_from(sorted(_KEYS)), json_values, max_size=4))
+def test_serve_options_arbitrary_json_gives_only_option_errors(model_folder: Path, value: object) -> None:
+    _read_options(model_folder, json.dumps(value).encode())
+
+
+def test_serve_options_nested_too_deeply(model_folder: Path) -> None:
+    (model_folder / OPTIONS_FILE).write_bytes(b"[" * 200_000 + b"]" * 200_000)
+    with pytest.raises(OptionError, match="nests too deeply"):
+        read_model_folder(model_folder)

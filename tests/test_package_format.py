@@ -346,7 +346,10 @@ def test_manifest_must_list_files(directory_package):
     (directory_package / "manifest.json").write_text('{"manifest_version": 1}')
     with pytest.raises(PackageError) as info:
         load_neuropod(directory_package)
-    assert str(info.value) == f"The manifest of {directory_package} has no 'files' object"
+    assert str(info.value) == (
+        f"The manifest of {directory_package} ({directory_package / 'manifest.json'}) has no "
+        f"'files' object"
+    )
 
 
 # Paths that are not packages, and hostile or broken zips

@@ -57,7 +57,7 @@ def verify_manifest(root: Path, label: str) -> bool:
     manifest = load_json(path, f"The manifest of {label}")
     expected = manifest.get("files") if isinstance(manifest, dict) else None
     if not isinstance(expected, dict):
-        raise PackageError(f"The manifest of {label} has no 'files' object")
+        raise PackageError(f"The manifest of {label} ({path}) has no 'files' object")
     actual = package_files(root)
     present = set(actual)
     for rel, digest in sorted(expected.items()):

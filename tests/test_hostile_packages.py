@@ -5,6 +5,12 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +20,7 @@ from hypothesis import strategies as st
 
 from neuropod.cli.main import main
 from neuropod.errors import OptionError, PackageError
+from neuropod.package.limits import MAX_BYTES_ENV, MAX_FILES_ENV, ExtractionLimits
 from neuropod.package.package import Package
 from neuropod.package.safe_pickle import load_pickle
 from neuropod.serving.options import _KEYS, OPTIONS_FILE, read_model_folder
@@ -297,3 +304,204 @@ def test_serve_options_nested_too_deeply(model_folder: Path) -> None:
     (model_folder / OPTIONS_FILE).write_bytes(b"[" * 200_000 + b"]" * 200_000)
     with pytest.raises(OptionError, match="nests too deeply"):
         read_model_folder(model_folder)
+
+
+# --- zip bombs ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Make zips extract under ``tmp_path/tmp``, so that a test can see everything left there."""
+    root = tmp_path / "tmp"
+    root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    return root
+
+
+def _zip_with(path: Path, entries: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("config.json", json.dumps(CONFIG))
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    return path
+
+
+def test_declared_size_past_the_limit_is_refused(
+    tmp_path: Path, private_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bomb = _zip_with(tmp_path / "bomb.zip", {"0/data/zeros": bytes(2_000_000)})
+    assert bomb.stat().st_size < 10_000
+    monkeypatch.setenv(MAX_BYTES_ENV, "1000000")
+    with pytest.raises(PackageError) as info:
+        Package(bomb)
+    assert str(info.value) == (
+        f"{bomb} would extract to {2_000_000 + len(json.dumps(CONFIG))} bytes, more than the "
+        f"limit of 1000000; if the package is genuine, raise NEUROPOD_MAX_PACKAGE_BYTES"
+    )
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_too_many_entries_are_refused(
+    tmp_path: Path, private_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bomb = _zip_with(tmp_path / "many.zip", {f"0/data/{i}": b"" for i in range(10)})
+    monkeypatch.setenv(MAX_FILES_ENV, "5")
+    with pytest.raises(PackageError, match=f"{bomb} holds 11 entries, more than the limit of 5"):
+        Package(bomb)
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_a_header_that_lies_about_the_size_gets_nothing_past_the_limit(
+    tmp_path: Path, private_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bomb = _zip_with(tmp_path / "liar.zip", {"0/data/zeros": bytes(2_000_000)})
+    raw = bytearray(bomb.read_bytes())
+    # Declare 10 bytes for the 2 MB entry, in its local header and in the central directory.
+    for signature, offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        at = raw.rindex(signature)
+        raw[at + offset : at + offset + 4] = (10).to_bytes(4, "little")
+    bomb.write_bytes(bytes(raw))
+    monkeypatch.setenv(MAX_BYTES_ENV, "1000000")
+    with pytest.raises(PackageError, match=str(bomb)):
+        Package(bomb)
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_bytes_written_past_the_limit_are_refused(tmp_path: Path) -> None:
+    limits = ExtractionLimits(max_bytes=10)
+    limits.check_written(tmp_path / "p.zip", 10)
+    with pytest.raises(PackageError, match=r"p.zip expands past the limit of 10 bytes while being"):
+        limits.check_written(tmp_path / "p.zip", 11)
+
+
+@pytest.mark.parametrize("value", ["lots", "0", "-5"])
+def test_a_bad_limit_variable_is_named(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv(MAX_FILES_ENV, value)
+    expected = f"NEUROPOD_MAX_PACKAGE_FILES must be a positive integer, got '{value}'"
+    with pytest.raises(PackageError, match=expected):
+        ExtractionLimits.from_env()
+
+
+def test_limits_are_generous_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(MAX_BYTES_ENV, raising=False)
+    monkeypatch.delenv(MAX_FILES_ENV, raising=False)
+    assert ExtractionLimits.from_env() == ExtractionLimits(64 << 30, 100_000)
+
+
+# --- copies left by killed processes ------------------------------------------------------------
+
+HOLD = """\
+import sys, time
+from neuropod.package.limits import MAX_BYTES_ENV, MAX_FILES_ENV, ExtractionLimits
+from neuropod.package.package import Package
+package = Package(sys.argv[1])
+print(package.root, flush=True)
+time.sleep(120)
+"""
+
+OPEN_AND_CLOSE = """\
+import sys
+from neuropod.package.limits import MAX_BYTES_ENV, MAX_FILES_ENV, ExtractionLimits
+from neuropod.package.package import Package
+with Package(sys.argv[1]):
+    pass
+"""
+
+
+def _env(temp_dir: Path, **extra: str) -> dict[str, str]:
+    return {**os.environ, "TMPDIR": str(temp_dir), **extra}
+
+
+@pytest.fixture
+def zipped(tmp_path: Path) -> Path:
+    return _zip_with(tmp_path / "pkg.zip", {"0/config.json": b"{}"})
+
+
+def test_copies_of_killed_processes_are_reclaimed_on_the_next_start(tmp_path: Path, zipped: Path) -> None:
+    temp_dir = tmp_path / "tmp"
+    temp_dir.mkdir()
+    holders = [
+        subprocess.Popen(
+            [sys.executable, "-c", HOLD, str(zipped)], stdout=subprocess.PIPE, text=True, env=_env(temp_dir)
+        )
+        for _ in range(2)
+    ]
+    try:
+        roots = [Path(holder.stdout.readline().strip()) for holder in holders]  # type: ignore[union-attr]
+        assert all((root / "config.json").is_file() for root in roots)
+        holders[0].kill()
+        holders[0].wait(30)
+        assert roots[0].exists()  # SIGKILL runs no cleanup
+
+        opener = [sys.executable, "-c", OPEN_AND_CLOSE, str(zipped)]
+        subprocess.run(opener, check=True, env=_env(temp_dir), timeout=60)
+        assert not roots[0].parent.exists()  # the dead process's copy is reclaimed
+        assert (roots[1] / "config.json").is_file()  # the live one's is not
+    finally:
+        for holder in holders:
+            holder.kill()
+            holder.wait(30)
+            holder.stdout.close()  # type: ignore[union-attr]
+
+
+SLEEPER_CODE = """\
+import os
+import time
+
+
+def get_model(data_dir):
+    def run(x):
+        marker = os.environ.get("NEUROPOD_TEST_MARKER")
+        if marker:  # not while packaging, which runs the test data once
+            open(marker, "w").close()
+            time.sleep(120)
+        return {"y": x}
+    return run
+"""
+
+
+@pytest.mark.parametrize("command", ["test", "infer"])
+def test_sigterm_leaves_no_copy_behind(tmp_path: Path, command: str) -> None:
+    from neuropod.packagers import create_python_neuropod
+
+    code = tmp_path / "code" / "sleeper"
+    code.mkdir(parents=True)
+    (code / "__init__.py").write_text(SLEEPER_CODE)
+    package = tmp_path / "sleeper.zip"
+    x = np.ones(3, np.float32)
+    create_python_neuropod(
+        neuropod_path=package,
+        model_name="sleeper",
+        input_spec=[{"name": "x", "dtype": "float32", "shape": [3]}],
+        output_spec=[{"name": "y", "dtype": "float32", "shape": [3]}],
+        code_path_spec=[{"python_root": str(tmp_path / "code"), "dirs_to_package": ["sleeper"]}],
+        entrypoint_package="sleeper",
+        entrypoint="get_model",
+        test_input_data={"x": x},
+        test_expected_out={"y": x},
+    )
+    np.save(tmp_path / "x.npy", x)
+    argv = [str(package)] if command == "test" else [str(package), "--input", f"x={tmp_path / 'x.npy'}"]
+    temp_dir, marker = tmp_path / "tmp", tmp_path / "started"
+    temp_dir.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "neuropod.cli", command, *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(temp_dir, NEUROPOD_TEST_MARKER=str(marker)),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), process.communicate()
+        assert any(temp_dir.iterdir())  # the model runs from its extracted copy
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+        process.wait(30)
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err
+    assert list(temp_dir.iterdir()) == []

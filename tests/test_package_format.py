@@ -527,7 +527,7 @@ def test_zipped_package_is_extracted_privately_and_removed_on_close(tmp_path, pr
     path = package_placeholder(tmp_path / "model.zip")
     model = load_neuropod(path)
     (extracted,) = private_tmp.iterdir()
-    assert (extracted / "config.json").is_file()
+    assert (extracted / "package" / "config.json").is_file()
     model.close()
     model.close()
     assert list(private_tmp.iterdir()) == []

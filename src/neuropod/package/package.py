@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import weakref
 from pathlib import Path
 from types import TracebackType
@@ -14,6 +12,7 @@ from neuropod.errors import PackageError
 from neuropod.package import layout
 from neuropod.package.archive import extract_zip, is_zip
 from neuropod.package.config import ModelConfig
+from neuropod.package.extraction import create_extraction_dir, remove_extraction_dir
 from neuropod.package.jsonfile import load_json
 from neuropod.package.manifest import verify_manifest
 from neuropod.package.test_data import TestData, load_test_data
@@ -23,7 +22,8 @@ class Package:
     """An opened package, directory or zip, with its config read and its files verified.
 
     A zipped package is extracted to a private temporary directory that ``close`` removes
-    (and, failing that, the garbage collector or interpreter exit).
+    (and, failing that, the garbage collector or interpreter exit; after a process is killed,
+    the next process that opens a zip: see ``neuropod.package.extraction``).
 
     Args:
         path: the package's directory or zip file.
@@ -39,9 +39,10 @@ class Package:
         if self.path.is_dir():
             self.root = self.path
         elif is_zip(self.path):
-            self._tmpdir = tempfile.mkdtemp(prefix="neuropod-")
-            self._cleanup = weakref.finalize(self, shutil.rmtree, self._tmpdir, True)
-            self.root = Path(self._tmpdir)
+            folder, lock_fd = create_extraction_dir()
+            self._tmpdir = str(folder)
+            self._cleanup = weakref.finalize(self, remove_extraction_dir, folder, lock_fd)
+            self.root = folder / "package"
             try:
                 extract_zip(self.path, self.root)
             except BaseException:

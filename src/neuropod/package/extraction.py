@@ -65,7 +65,7 @@ def reclaim_abandoned(temp_dir: Path | None = None) -> list[Path]:
         The folders removed.
     """
     base = Path(temp_dir or tempfile.gettempdir())
-    removed = []
+    removed: list[Path] = []
     try:
         candidates = [entry for entry in os.scandir(base) if entry.name.startswith(PREFIX)]
     except OSError:

@@ -22,11 +22,10 @@ Anything else is refused with a ``PackageError``, before it is called.
 from __future__ import annotations
 
 import codecs
-import io
 import pickle
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -61,7 +60,7 @@ def _allowed() -> dict[tuple[str, str], Callable[..., Any]]:
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, file: io.BufferedIOBase, path: Path):
+    def __init__(self, file: BinaryIO, path: Path):
         # latin1: Python 2 pickles store array bytes as str, which must come back byte for byte.
         super().__init__(file, encoding="latin1")
         self._path = path
@@ -101,4 +100,4 @@ def load_pickle(path: Path, allow_pickle: bool = False) -> Any:
     with open(path, "rb") as f:
         if allow_pickle:
             return pickle.load(f)
-        return _RestrictedUnpickler(f, path).load()  # type: ignore[arg-type]
+        return _RestrictedUnpickler(f, path).load()

@@ -18,11 +18,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from neuropod.cli.inspect import describe
 from neuropod.cli.main import main
 from neuropod.errors import OptionError, PackageError
 from neuropod.package.limits import MAX_BYTES_ENV, MAX_FILES_ENV, ExtractionLimits
 from neuropod.package.package import Package
 from neuropod.package.safe_pickle import load_pickle
+from neuropod.package.zipped import read_zipped
 from neuropod.serving.options import _KEYS, OPTIONS_FILE, read_model_folder
 from neuropod.utils.eval_utils import load_test_data, save_test_data
 
@@ -505,3 +507,137 @@ def test_sigterm_leaves_no_copy_behind(tmp_path: Path, command: str) -> None:
     assert process.returncode == 128 + signal.SIGTERM, err
     assert "Traceback" not in err
     assert list(temp_dir.iterdir()) == []
+
+
+# --- inspect reads a zip in place ---------------------------------------------------------------
+
+
+def _placeholder(path: Path, as_zip: bool) -> Path:
+    from neuropod.packagers import create_placeholder_neuropod
+
+    create_placeholder_neuropod(
+        neuropod_path=path,
+        model_name="p",
+        input_spec=[{"name": "x", "dtype": "float32", "shape": [3]}],
+        output_spec=[{"name": "y", "dtype": "string", "shape": [3]}],
+        package_as_zip=as_zip,
+    )
+    return path
+
+
+@pytest.fixture
+def no_extraction(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if anything extracts a zip."""
+
+    def refuse() -> None:
+        raise AssertionError("the package was extracted")
+
+    monkeypatch.setattr("neuropod.package.package.create_extraction_dir", refuse)
+
+
+def test_inspect_reads_a_zip_without_extracting_it(tmp_path: Path, no_extraction: None) -> None:
+    zipped = describe(_placeholder(tmp_path / "p.zip", True))
+    directory = describe(_placeholder(tmp_path / "p", False))
+    assert zipped["format"] == "zip" and zipped["manifest"] == {"status": "verified", "error": None}
+    strip = ("path", "format")
+    assert {k: v for k, v in zipped.items() if k not in strip} == {
+        k: v for k, v in directory.items() if k not in strip
+    }
+
+
+def _rewrite(zip_path: Path, change: dict[str, bytes]) -> None:
+    with zipfile.ZipFile(zip_path) as zf:
+        entries = [(info, zf.read(info)) for info in zf.infolist()]
+    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for info, data in entries:
+            zf.writestr(info, change.pop(info.filename, data))
+        for name, data in change.items():
+            zf.writestr(name, data)
+
+
+def test_inspect_in_place_reports_a_tampered_zip(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, no_extraction: None
+) -> None:
+    path = _placeholder(tmp_path / "p.zip", True)
+    _rewrite(path, {"0/data/extra.bin": b"\0"})
+    code, out, _ = cli(capsys, "inspect", path)
+    assert code == 1
+    assert out.splitlines()[-1] == (
+        f"manifest: FAILED: {path}: file(s) '0/data/extra.bin' are not listed in manifest.json"
+    )
+
+
+def test_inspect_in_place_reports_a_damaged_entry(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, no_extraction: None
+) -> None:
+    path = _zip_with(tmp_path / "p.zip", {"manifest.json": b'{"files": {"0/data/x": "00"}}'})
+    with zipfile.ZipFile(path, "a", zipfile.ZIP_STORED) as zf:
+        zf.writestr("0/data/x", b"A" * 64)
+    raw = path.read_bytes()
+    path.write_bytes(raw.replace(b"A" * 64, b"B" * 64))  # the CRC no longer matches
+    code, out, _ = cli(capsys, "inspect", path)
+    assert code == 1
+    assert f"manifest: FAILED: {path}: cannot read '0/data/x': Bad CRC-32" in out
+
+
+def test_inspect_in_place_a_damaged_config(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, no_extraction: None
+) -> None:
+    path = tmp_path / "p.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("config.json", json.dumps(CONFIG))
+    raw = path.read_bytes()
+    path.write_bytes(raw.replace(b'"name": "p"', b'"name": "q"'))
+    code, _, err = cli(capsys, "inspect", path)
+    assert code == 2
+    assert_one_line_error(err, f"{path}: cannot read 'config.json': Bad CRC-32")
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [(b"[" * 200_000, "nests too deeply"), (json.dumps({**CONFIG, "name": 5}).encode(), "must be a string")],
+)
+def test_inspect_in_place_a_malformed_config(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, no_extraction: None, content: bytes, expected: str
+) -> None:
+    path = tmp_path / "p.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("config.json", content)
+    code, _, err = cli(capsys, "inspect", path)
+    assert code == 2
+    assert_one_line_error(err, f"{path}:config.json", expected)
+
+
+def test_inspect_in_place_a_zip_without_config(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, no_extraction: None
+) -> None:
+    path = tmp_path / "p.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("0/config.json", "{}")
+    code, _, err = cli(capsys, "inspect", path)
+    assert code == 2
+    assert_one_line_error(err, f"The model config is missing: {path} holds no config.json")
+
+
+def test_inspect_refuses_a_zip_bomb_without_extracting(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, no_extraction: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bomb = _zip_with(tmp_path / "bomb.zip", {"0/data/zeros": bytes(2_000_000)})
+    monkeypatch.setenv(MAX_BYTES_ENV, "1000000")
+    code, _, err = cli(capsys, "inspect", bomb)
+    assert code == 2
+    assert_one_line_error(err, str(bomb), "more than the limit of 1000000")
+
+
+@pytest.mark.parametrize("odd", ["./0/data/x", "0//data/x", "0\\data\\x", "link"])
+def test_inspect_extracts_what_only_extraction_can_tell(tmp_path: Path, private_tmp: Path, odd: str) -> None:
+    path = _zip_with(tmp_path / "p.zip", {} if odd == "link" else {odd: b"x"})
+    if odd == "link":
+        with zipfile.ZipFile(path, "a") as zf:
+            info = zipfile.ZipInfo("0/data/x")
+            info.external_attr = (0o120777) << 16
+            zf.writestr(info, "../../config.json")
+    assert read_zipped(path) is None
+    report = describe(path)
+    assert report["name"] == "p"
+    assert list(private_tmp.iterdir()) == []

@@ -15,7 +15,7 @@ from neuropod.errors import PackageError, UnsafeArchiveError
 from neuropod.package.limits import ExtractionLimits
 
 # What reading a damaged or unsupported entry raises (zlib and lzma report bad streams their own way).
-_CORRUPT: tuple[type[BaseException], ...] = (
+CORRUPT_ENTRY_ERRORS: tuple[type[BaseException], ...] = (
     zipfile.BadZipFile,
     OSError,
     EOFError,
@@ -27,7 +27,7 @@ _CORRUPT: tuple[type[BaseException], ...] = (
 try:
     import lzma
 
-    _CORRUPT += (lzma.LZMAError,)
+    CORRUPT_ENTRY_ERRORS += (lzma.LZMAError,)
 except ImportError:  # Python built without lzma: zipfile cannot read such entries anyway
     pass
 
@@ -137,7 +137,7 @@ def extract_zip(archive: Path, dest: Path, limits: ExtractionLimits | None = Non
         infos = zf.infolist()
         limits.check_declared(archive, infos)
         for info in infos:
-            _check_entry(archive, info)
+            check_entry(archive, info)
         written = 0
         root = dest.resolve()
         links: list[tuple[str, Path, str]] = []
@@ -173,7 +173,7 @@ def extract_zip(archive: Path, dest: Path, limits: ExtractionLimits | None = Non
                         written += len(block)
                         limits.check_written(archive, written)
                         dst.write(block)
-            except _CORRUPT as exc:
+            except CORRUPT_ENTRY_ERRORS as exc:
                 raise PackageError(f"{archive}: cannot extract '{info.filename}': {exc}") from exc
         for name, target, link in links:
             if not _inside(archive, target, root):
@@ -201,7 +201,13 @@ def _check_inside(archive: Path, name: str, path: Path, root: Path) -> None:
         )
 
 
-def _check_entry(archive: Path, info: zipfile.ZipInfo) -> None:
+def check_entry(archive: Path, info: zipfile.ZipInfo) -> None:
+    """Refuse an entry whose name alone would place it outside the package.
+
+    Raises:
+        UnsafeArchiveError: the name is absolute (also drive-letter or backslash-rooted) or has
+            a ``..`` component.
+    """
     name = info.filename
     posix = PurePosixPath(name.replace("\\", "/"))
     if posix.is_absolute() or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):

@@ -641,3 +641,25 @@ def test_inspect_extracts_what_only_extraction_can_tell(tmp_path: Path, private_
     report = describe(path)
     assert report["name"] == "p"
     assert list(private_tmp.iterdir()) == []
+
+
+def test_a_malformed_package_in_a_repository_is_unavailable_and_the_rest_served(tmp_path: Path) -> None:
+    from neuropod.serving.repository import ModelRepository
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _placeholder(repo / "good", False)
+    (repo / "deep").mkdir()
+    (repo / "deep" / "config.json").write_bytes(b"[" * 200_000 + b"]" * 200_000)
+    (repo / "opts").mkdir()
+    _placeholder(repo / "opts" / "pkg", False)
+    (repo / "opts" / OPTIONS_FILE).write_bytes(b"[" * 200_000 + b"]" * 200_000)
+    repository = ModelRepository(repository=repo)
+    try:
+        repository.load_all()
+        states = {entry["name"]: entry for entry in repository.index()}
+    finally:
+        repository.close()
+    assert states["good"]["state"] == "READY"
+    assert states["deep"]["state"] == "UNAVAILABLE" and "nests too deeply" in states["deep"]["reason"]
+    assert states["opts"]["state"] == "UNAVAILABLE" and "nests too deeply" in states["opts"]["reason"]

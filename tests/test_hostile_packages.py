@@ -128,7 +128,19 @@ def test_codecs_encode_only_for_latin1(tmp_path: Path) -> None:
     # Protocols 0-2 store bytes through _codecs.encode(text, "latin1"); other codecs are refused.
     path = tmp_path / "x.pkl"
     path.write_bytes(b"c_codecs\nencode\n(Vabc\nVzlib\ntR.")
-    with pytest.raises(Exception, match="not allowed"):
+    with pytest.raises(pickle.UnpicklingError, match="_codecs.encode with codec 'zlib' is not allowed"):
+        load_pickle(path)
+
+
+def test_persistent_ids_are_refused(tmp_path: Path) -> None:
+    class _External(pickle.Pickler):
+        def persistent_id(self, obj: object) -> object:
+            return "outside" if obj == "x" else None
+
+    path = tmp_path / "x.pkl"
+    with open(path, "wb") as f:
+        _External(f).dump(["x"])
+    with pytest.raises(PackageError, match=f"{path} holds a persistent id, which is not plain data"):
         load_pickle(path)
 
 
@@ -663,3 +675,32 @@ def test_a_malformed_package_in_a_repository_is_unavailable_and_the_rest_served(
     assert states["good"]["state"] == "READY"
     assert states["deep"]["state"] == "UNAVAILABLE" and "nests too deeply" in states["deep"]["reason"]
     assert states["opts"]["state"] == "UNAVAILABLE" and "nests too deeply" in states["opts"]["reason"]
+
+
+def test_reclaim_leaves_what_is_not_an_abandoned_copy(tmp_path: Path) -> None:
+    from neuropod.package.extraction import PREFIX, reclaim_abandoned
+
+    unlocked = tmp_path / f"{PREFIX}1-unlocked"  # no lock file yet: being created
+    unlocked.mkdir()
+    (tmp_path / f"{PREFIX}2-link").symlink_to(unlocked)
+    (tmp_path / f"{PREFIX}3-file").write_text("")
+    abandoned = tmp_path / f"{PREFIX}4-abandoned"
+    (abandoned / "package").mkdir(parents=True)
+    (abandoned / "lock").write_text("")
+    assert reclaim_abandoned(tmp_path) == [abandoned]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f"{PREFIX}1-unlocked",
+        f"{PREFIX}2-link",
+        f"{PREFIX}3-file",
+    ]
+
+
+def test_an_overlong_link_is_refused(tmp_path: Path, private_tmp: Path) -> None:
+    path = _zip_with(tmp_path / "p.zip", {})
+    with zipfile.ZipFile(path, "a") as zf:
+        info = zipfile.ZipInfo("0/data/x")
+        info.external_attr = 0o120777 << 16
+        zf.writestr(info, "a/" * 3000)
+    with pytest.raises(PackageError, match="entry '0/data/x' is a link longer than 4096 bytes"):
+        Package(path)
+    assert list(private_tmp.iterdir()) == []

@@ -30,7 +30,8 @@ class Package:
         verify: check files against ``manifest.json`` (packages without one are accepted).
 
     Raises:
-        PackageError: the path does not exist, is not a package, or fails verification.
+        PackageError: the path does not exist, is not a package, fails verification, or is a
+            zip past the extraction limits (``neuropod.package.limits``).
     """
 
     def __init__(self, path: str | os.PathLike[str], verify: bool = True):

@@ -346,7 +346,10 @@ def test_manifest_must_list_files(directory_package):
     (directory_package / "manifest.json").write_text('{"manifest_version": 1}')
     with pytest.raises(PackageError) as info:
         load_neuropod(directory_package)
-    assert str(info.value) == f"The manifest of {directory_package} has no 'files' object"
+    assert str(info.value) == (
+        f"The manifest of {directory_package} ({directory_package / 'manifest.json'}) has no "
+        f"'files' object"
+    )
 
 
 # Paths that are not packages, and hostile or broken zips
@@ -524,7 +527,7 @@ def test_zipped_package_is_extracted_privately_and_removed_on_close(tmp_path, pr
     path = package_placeholder(tmp_path / "model.zip")
     model = load_neuropod(path)
     (extracted,) = private_tmp.iterdir()
-    assert (extracted / "config.json").is_file()
+    assert (extracted / "package" / "config.json").is_file()
     model.close()
     model.close()
     assert list(private_tmp.iterdir()) == []

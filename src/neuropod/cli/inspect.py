@@ -5,13 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from neuropod.cli.output import format_shape, format_size, table
 from neuropod.errors import PackageError
 from neuropod.package import layout
+from neuropod.package.archive import is_zip
 from neuropod.package.manifest import package_files, verify_manifest
 from neuropod.package.package import Package
+from neuropod.package.zipped import read_zipped
 
 VERIFIED = "verified"
 NO_MANIFEST = "no manifest"
@@ -45,24 +49,35 @@ def describe(path: str | os.PathLike[str]) -> dict[str, Any]:
     The package is opened without verification so that a tampered package is still
     described; the manifest is checked afterwards and its outcome reported under
     ``"manifest"`` (``status``: ``verified``, ``no manifest`` or ``failed``, and ``error``).
+    A zip is read in place, not extracted (unless it holds links, which only extraction
+    resolves).
 
     Raises:
         PackageError: the path is not a package, or its config cannot be read.
     """
-    with Package(path, verify=False) as package:
-        manifest = _check_manifest(package)
-        files = package_files(package.root)
-        if (package.root / layout.MANIFEST).is_file():
-            files = sorted([*files, layout.MANIFEST])
-        report = {
-            "path": str(path),
-            "format": "directory" if package.path.is_dir() else "zip",
-            **package.config.to_json(),
-            "test_data": _test_data_file(files),
-            "files": [{"path": rel, "size": (package.root / rel).stat().st_size} for rel in files],
-            "manifest": manifest,
-        }
-    return report
+    zipped = read_zipped(Path(path)) if is_zip(Path(path)) else None
+    if zipped is not None:
+        sizes = zipped.files
+        config = zipped.config
+        manifest = _check_manifest(zipped.verify_manifest)
+    else:
+        with Package(path, verify=False) as package:
+            root = package.root
+            manifest = _check_manifest(lambda: verify_manifest(root, str(package.path)))
+            files = package_files(root)
+            if (root / layout.MANIFEST).is_file():
+                files = [*files, layout.MANIFEST]
+            sizes = {rel: (root / rel).stat().st_size for rel in files}
+            config = package.config
+    files = sorted(sizes)
+    return {
+        "path": str(path),
+        "format": "directory" if Path(path).is_dir() else "zip",
+        **config.to_json(),
+        "test_data": _test_data_file(files),
+        "files": [{"path": rel, "size": sizes[rel]} for rel in files],
+        "manifest": manifest,
+    }
 
 
 def render(report: dict[str, Any]) -> str:
@@ -106,10 +121,10 @@ def _spec_table(specs: list[dict[str, Any]], devices: dict[str, str] | None) -> 
     return table(rows, header)
 
 
-def _check_manifest(package: Package) -> dict[str, Any]:
+def _check_manifest(verify: Callable[[], bool]) -> dict[str, Any]:
     try:
-        verified = verify_manifest(package.root, str(package.path))
-    except PackageError as exc:
+        verified = verify()
+    except PackageError as exc:  # a zip's damaged entry too: the package fails its check
         return {"status": FAILED, "error": str(exc)}
     return {"status": VERIFIED if verified else NO_MANIFEST, "error": None}
 

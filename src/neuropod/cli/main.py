@@ -2,15 +2,21 @@
 
 Exit codes: 0 success; 1 the package was checked and found wrong (a test-data mismatch, a
 failed manifest); 2 the command could not do its work (bad usage, missing file, a
-``NeuropodError`` such as an invalid package or input); 130 interrupted.
+``NeuropodError`` such as an invalid package or input); 130 interrupted; 143 terminated
+(SIGTERM). Every command but ``serve`` (which drains its requests first) unwinds on SIGTERM as
+on Ctrl-C, so that extracted packages and worker processes are cleaned up before it exits.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
 from typing import NoReturn
 
 from neuropod import __version__
@@ -27,6 +33,28 @@ COMMANDS = (inspect, infer, run, test, placeholder, platforms, serve, env)
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class _Terminated(BaseException):
+    """Raised in the main thread by SIGTERM, to unwind every ``with`` block on the way out."""
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise _Terminated
+
+
+@contextmanager
+def _terminate_unwinds(command: str) -> Iterator[None]:
+    # serve installs its own handlers, which drain the requests in flight.
+    if command == "serve" or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,7 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: the arguments after the program name (default: ``sys.argv[1:]``).
 
     Returns:
-        0 on success, 1 when a package fails a check, 2 on any error, 130 when interrupted.
+        0 on success, 1 when a package fails a check, 2 on any error, 130 when interrupted,
+        143 when terminated by SIGTERM.
 
     >>> main(["--version"])  # doctest: +SKIP
     neuropod 0.4.0
@@ -71,7 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version and usage errors
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
-        code: int = args.run(args)
+        with _terminate_unwinds(args.command):
+            code: int = args.run(args)
+    except _Terminated:
+        return EXIT_TERMINATED
     except (CommandError, NeuropodError) as exc:
         return _fail(str(exc))
     except BrokenPipeError:

@@ -24,6 +24,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "when the package stores no test data.",
     )
     parser.add_argument("path", metavar="PATH", help="a package directory or zip file")
+    parser.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="unpickle an original package's test_data.pkl even where it names code (by "
+        "default only numpy arrays, dicts, lists, tuples, strings, bytes and numbers are built); "
+        "only for packages you trust",
+    )
     add_load_options(parser)
     parser.set_defaults(run=run)
 
@@ -35,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         CommandError: the package stores no test data.
     """
     with Package(args.path) as package:
-        data = package.test_data()
+        data = package.test_data(allow_pickle=args.allow_pickle)
     if data is None:
         raise CommandError(
             f"{args.path} stores no test data (test_data.npz or test_data.pkl); package it "

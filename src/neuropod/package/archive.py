@@ -12,9 +12,10 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 from neuropod.errors import PackageError, UnsafeArchiveError
+from neuropod.package.limits import ExtractionLimits
 
 # What reading a damaged or unsupported entry raises (zlib and lzma report bad streams their own way).
-_CORRUPT: tuple[type[BaseException], ...] = (
+CORRUPT_ENTRY_ERRORS: tuple[type[BaseException], ...] = (
     zipfile.BadZipFile,
     OSError,
     EOFError,
@@ -26,7 +27,7 @@ _CORRUPT: tuple[type[BaseException], ...] = (
 try:
     import lzma
 
-    _CORRUPT += (lzma.LZMAError,)
+    CORRUPT_ENTRY_ERRORS += (lzma.LZMAError,)
 except ImportError:  # Python built without lzma: zipfile cannot read such entries anyway
     pass
 
@@ -108,26 +109,36 @@ def is_zip(path: Path) -> bool:
     return path.is_file() and zipfile.is_zipfile(path)
 
 
-def extract_zip(archive: Path, dest: Path) -> None:
+def extract_zip(archive: Path, dest: Path, limits: ExtractionLimits | None = None) -> None:
     """Extract ``archive`` into the empty directory ``dest``, refusing entries that escape it.
 
     Each entry is checked against the links extracted before it, and each link again once all
     are in place: a chain of links that are harmless one by one (``a -> b/..``, then
-    ``b -> .``) must not lead outside either.
+    ``b -> .``) must not lead outside either. The sizes and count the archive declares are
+    checked against ``limits`` before anything is written, and the bytes actually written are
+    counted too, so that a header that lies about a size cannot get past the limit.
+
+    Args:
+        archive: the zip file.
+        dest: an empty directory; on an error it may hold part of the archive.
+        limits: the most entries and bytes to extract (default: ``ExtractionLimits.from_env()``).
 
     Raises:
         UnsafeArchiveError: an entry has an absolute path, a ``..`` component, or is a link that
             points outside ``dest``.
-        PackageError: the archive is corrupt.
+        PackageError: the archive is corrupt, or holds more entries or bytes than ``limits``.
     """
+    limits = limits or ExtractionLimits.from_env()
     try:
         zf = zipfile.ZipFile(archive)
     except zipfile.BadZipFile as exc:
         raise PackageError(f"{archive} is not a valid zip file: {exc}") from exc
     with zf:
         infos = zf.infolist()
+        limits.check_declared(archive, infos)
         for info in infos:
-            _check_entry(archive, info)
+            check_entry(archive, info)
+        written = 0
         root = dest.resolve()
         links: list[tuple[str, Path, str]] = []
         for info in infos:
@@ -136,7 +147,13 @@ def extract_zip(archive: Path, dest: Path) -> None:
             _check_inside(archive, info.filename, target.parent, root)
             try:
                 if stat.S_ISLNK(info.external_attr >> 16) and not info.is_dir():
-                    link = zf.read(info).decode("utf-8")
+                    with zf.open(info) as src:
+                        link = src.read(_MAX_LINK + 1).decode("utf-8")
+                    if len(link) > _MAX_LINK:
+                        raise UnsafeArchiveError(
+                            f"{archive}: entry '{info.filename}' is a link longer than "
+                            f"{_MAX_LINK} bytes"
+                        )
                     if os.path.isabs(link) or not _inside(archive, target.parent / link, root):
                         raise UnsafeArchiveError(
                             f"{archive}: entry '{info.filename}' is a link to '{link}', "
@@ -152,8 +169,11 @@ def extract_zip(archive: Path, dest: Path) -> None:
                     continue
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(info) as src, open(target, "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-            except _CORRUPT as exc:
+                    while block := src.read(1 << 20):
+                        written += len(block)
+                        limits.check_written(archive, written)
+                        dst.write(block)
+            except CORRUPT_ENTRY_ERRORS as exc:
                 raise PackageError(f"{archive}: cannot extract '{info.filename}': {exc}") from exc
         for name, target, link in links:
             if not _inside(archive, target, root):
@@ -161,6 +181,10 @@ def extract_zip(archive: Path, dest: Path) -> None:
                     f"{archive}: entry '{name}' is a link to '{link}', which leads outside the "
                     f"package through other links"
                 )
+
+
+#: The longest link target read from an archive (Linux's PATH_MAX).
+_MAX_LINK = 4096
 
 
 def _inside(archive: Path, path: Path, root: Path) -> bool:
@@ -177,7 +201,13 @@ def _check_inside(archive: Path, name: str, path: Path, root: Path) -> None:
         )
 
 
-def _check_entry(archive: Path, info: zipfile.ZipInfo) -> None:
+def check_entry(archive: Path, info: zipfile.ZipInfo) -> None:
+    """Refuse an entry whose name alone would place it outside the package.
+
+    Raises:
+        UnsafeArchiveError: the name is absolute (also drive-letter or backslash-rooted) or has
+            a ``..`` component.
+    """
     name = info.filename
     posix = PurePosixPath(name.replace("\\", "/"))
     if posix.is_absolute() or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):

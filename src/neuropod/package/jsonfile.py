@@ -25,13 +25,45 @@ def dump_json(obj: Any, path: Path, *, indent: int | None = 4, sort_keys: bool =
 
 
 def load_json(path: Path, what: str) -> Any:
-    """Read a JSON file, turning absence and syntax errors into ``PackageError`` naming it."""
+    """Read a JSON file, turning every way it can be unreadable into ``PackageError``.
+
+    Args:
+        path: the file.
+        what: what the file is, for messages (``"The model config"``).
+
+    Returns:
+        The JSON value.
+
+    Raises:
+        PackageError: the file is missing or unreadable, or ``parse_json`` refuses it.
+    """
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        data = path.read_bytes()
     except FileNotFoundError:
         raise PackageError(f"{what} is missing: {path} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PackageError(f"{what} at {path} is not valid JSON: {exc}") from exc
     except OSError as exc:  # a directory, or unreadable
         raise PackageError(f"{what} at {path} cannot be read: {exc}") from exc
+    return parse_json(data, what, path)
+
+
+def parse_json(data: bytes, what: str, where: Path | str) -> Any:
+    """Parse the bytes of a package's JSON file.
+
+    Args:
+        data: the file's bytes, UTF-8.
+        what: what the file is, for messages.
+        where: its location, for messages.
+
+    Returns:
+        The JSON value.
+
+    Raises:
+        PackageError: the bytes are not UTF-8, not JSON, nest deeper than Python's recursion
+            limit, or hold an integer too long to convert.
+    """
+    try:
+        return json.loads(data.decode("utf-8"))
+    except RecursionError:
+        raise PackageError(f"{what} at {where} nests too deeply to be read as JSON") from None
+    except ValueError as exc:  # syntax, UTF-8, and integers past sys.get_int_max_str_digits()
+        raise PackageError(f"{what} at {where} is not valid JSON: {exc}") from exc

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from neuropod.errors import IntegrityError, PackageError
 from neuropod.package import layout
@@ -13,14 +15,14 @@ from neuropod.package.jsonfile import dump_json, load_json
 MANIFEST_VERSION = 1
 
 # Python writes bytecode caches beside the code of python packages opened in place.
-_IGNORED_DIRS = {"__pycache__"}
+IGNORED_DIRS = {"__pycache__"}
 
 
 def package_files(root: Path) -> list[str]:
     """Every file under ``root`` but the manifest, as sorted ``/``-separated relative paths."""
     files = []
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d not in _IGNORED_DIRS]
+        dirnames[:] = [d for d in dirnames if d not in IGNORED_DIRS]
         rel_dir = os.path.relpath(dirpath, root)
         for filename in filenames:
             rel = filename if rel_dir == "." else f"{rel_dir}/{filename}"
@@ -50,30 +52,56 @@ def verify_manifest(root: Path, label: str) -> bool:
 
     Raises:
         IntegrityError: a file's hash differs, a listed file is missing, or a file is not listed.
+        PackageError: the manifest cannot be read or has no ``files`` object.
     """
     path = root / layout.MANIFEST
     if not path.exists():
         return False
-    manifest = load_json(path, f"The manifest of {label}")
+
+    def digest(rel: str) -> str | None:
+        file = root / rel
+        return sha256_file(file) if file.is_file() else None
+
+    check_manifest(load_json(path, f"The manifest of {label}"), package_files(root), digest, label, path)
+    return True
+
+
+def check_manifest(
+    manifest: Any,
+    actual: Sequence[str],
+    digest: Callable[[str], str | None],
+    label: str,
+    where: Path | str,
+) -> None:
+    """Check a package's files against its parsed ``manifest.json``.
+
+    Args:
+        manifest: the parsed manifest.
+        actual: the package's files but the manifest, as ``/``-separated relative paths.
+        digest: the hex sha256 of one of ``actual``, or ``None`` if it is not a regular file.
+        label: the package, for messages.
+        where: the manifest's location, for messages.
+
+    Raises:
+        IntegrityError: a file's hash differs, a listed file is missing, or a file is not listed.
+        PackageError: the manifest has no ``files`` object.
+    """
     expected = manifest.get("files") if isinstance(manifest, dict) else None
     if not isinstance(expected, dict):
-        raise PackageError(f"The manifest of {label} has no 'files' object")
-    actual = package_files(root)
+        raise PackageError(f"The manifest of {label} ({where}) has no 'files' object")
     present = set(actual)
-    for rel, digest in sorted(expected.items()):
-        file = root / rel
+    for rel, want in sorted(expected.items()):
         # Membership, not just existence: a hostile manifest may name '../x' or '/etc/x'.
-        if rel not in present or not file.is_file():
+        got = digest(rel) if rel in present else None
+        if got is None:
             raise IntegrityError(f"{label}: file '{rel}' is listed in manifest.json but missing")
-        got = sha256_file(file)
-        if got != digest:
+        if got != want:
             raise IntegrityError(
                 f"{label}: file '{rel}' has changed since packaging "
-                f"(sha256 expected {digest}, got {got})"
+                f"(sha256 expected {want}, got {got})"
             )
     extra = [rel for rel in actual if rel not in expected]
     if extra:
         raise IntegrityError(
             f"{label}: file(s) {', '.join(map(repr, extra))} are not listed in manifest.json"
         )
-    return True

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import weakref
 from pathlib import Path
 from types import TracebackType
@@ -14,6 +12,7 @@ from neuropod.errors import PackageError
 from neuropod.package import layout
 from neuropod.package.archive import extract_zip, is_zip
 from neuropod.package.config import ModelConfig
+from neuropod.package.extraction import create_extraction_dir, remove_extraction_dir
 from neuropod.package.jsonfile import load_json
 from neuropod.package.manifest import verify_manifest
 from neuropod.package.test_data import TestData, load_test_data
@@ -23,14 +22,16 @@ class Package:
     """An opened package, directory or zip, with its config read and its files verified.
 
     A zipped package is extracted to a private temporary directory that ``close`` removes
-    (and, failing that, the garbage collector or interpreter exit).
+    (and, failing that, the garbage collector or interpreter exit; after a process is killed,
+    the next process that opens a zip: see ``neuropod.package.extraction``).
 
     Args:
         path: the package's directory or zip file.
         verify: check files against ``manifest.json`` (packages without one are accepted).
 
     Raises:
-        PackageError: the path does not exist, is not a package, or fails verification.
+        PackageError: the path does not exist, is not a package, fails verification, or is a
+            zip past the extraction limits (``neuropod.package.limits``).
     """
 
     def __init__(self, path: str | os.PathLike[str], verify: bool = True):
@@ -39,9 +40,10 @@ class Package:
         if self.path.is_dir():
             self.root = self.path
         elif is_zip(self.path):
-            self._tmpdir = tempfile.mkdtemp(prefix="neuropod-")
-            self._cleanup = weakref.finalize(self, shutil.rmtree, self._tmpdir, True)
-            self.root = Path(self._tmpdir)
+            folder, lock_fd = create_extraction_dir()
+            self._tmpdir = str(folder)
+            self._cleanup = weakref.finalize(self, remove_extraction_dir, folder, lock_fd)
+            self.root = folder / "package"
             try:
                 extract_zip(self.path, self.root)
             except BaseException:
@@ -83,9 +85,16 @@ class Package:
             raise PackageError(f"{path} must hold a JSON object")
         return settings
 
-    def test_data(self) -> TestData | None:
-        """The package's test data, or ``None``."""
-        return load_test_data(self.root)
+    def test_data(self, allow_pickle: bool = False) -> TestData | None:
+        """The package's test data, or ``None``.
+
+        Args:
+            allow_pickle: unpickle the original's ``test_data.pkl`` even where it names code.
+
+        Raises:
+            PackageError: the test data cannot be read, or names code without ``allow_pickle``.
+        """
+        return load_test_data(self.root, allow_pickle)
 
     def close(self) -> None:
         """Remove the extracted copy of a zipped package. Idempotent."""

@@ -1,13 +1,13 @@
 """Test data stored in a package: example inputs and the outputs the model must give for them.
 
 New packages store it as ``test_data.npz`` (plain ``.npy`` entries, no pickle, so reading it runs
-no code); packages of the original Neuropod store ``test_data.pkl``, which is still read.
+no code); packages of the original Neuropod store ``test_data.pkl``, which is still read, by
+default with an unpickler that builds only plain data (see ``neuropod.package.safe_pickle``).
 """
 
 from __future__ import annotations
 
 import io
-import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +18,7 @@ import numpy as np
 from neuropod.errors import PackageError
 from neuropod.package import layout
 from neuropod.package.archive import write_zip_entries
+from neuropod.package.safe_pickle import load_pickle
 
 _INPUT = "test_input/"
 _OUTPUT = "test_output/"
@@ -68,18 +69,24 @@ def save_test_data(
     return path
 
 
-def load_test_data(root: Path) -> TestData | None:
+def load_test_data(root: Path, allow_pickle: bool = False) -> TestData | None:
     """Read a package's test data (``.npz``, else the original's ``.pkl``), or ``None``.
 
+    Args:
+        root: the package directory.
+        allow_pickle: unpickle ``test_data.pkl`` even where it names code, not only plain data
+            (arrays, dicts, lists, tuples, strings, bytes, numbers): only for trusted packages.
+
     Raises:
-        PackageError: the file exists but cannot be read.
+        PackageError: the file exists but cannot be read, or its pickle names code and
+            ``allow_pickle`` is false.
     """
     npz = root / layout.TEST_DATA_NPZ
     if npz.exists():
         return _load_npz(npz)
     pkl = root / layout.TEST_DATA_PICKLE
     if pkl.exists():
-        return _load_pickle(pkl)
+        return _load_pickle(pkl, allow_pickle)
     return None
 
 
@@ -99,14 +106,15 @@ def _load_npz(path: Path) -> TestData:
     return TestData(inputs, outputs if has_expected else None)
 
 
-def _load_pickle(path: Path) -> TestData:
+def _load_pickle(path: Path, allow_pickle: bool) -> TestData:
     try:
-        with open(path, "rb") as f:
-            data = pickle.load(f)
+        data = load_pickle(path, allow_pickle)
         inputs = {k: as_array(v) for k, v in data["test_input"].items()}
         expected = data.get("test_output")
         if expected is not None:
             expected = {k: as_array(v) for k, v in expected.items()}
+    except PackageError:
+        raise
     except Exception as exc:  # unpickling, and a pickle of the wrong shape, can raise anything
         raise PackageError(f"Cannot read test data {path}: {exc}") from exc
     return TestData(inputs, expected)

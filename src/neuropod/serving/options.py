@@ -138,6 +138,8 @@ def read_model_folder(folder: Path) -> tuple[Path, ModelOptions]:
     file = folder / OPTIONS_FILE
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise OptionError(f"{file}: cannot be read as JSON: it nests too deeply") from None
     except (OSError, ValueError) as exc:
         raise OptionError(f"{file}: cannot be read as JSON: {exc}") from exc
     if not isinstance(data, dict):

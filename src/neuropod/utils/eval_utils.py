@@ -87,10 +87,26 @@ def save_test_data(
     test_data.save_test_data(Path(neuropod_path), test_input_data, test_expected_out)
 
 
-def load_test_data(neuropod_path: str | os.PathLike[str]) -> dict[str, Any] | None:
+def load_test_data(
+    neuropod_path: str | os.PathLike[str], allow_pickle: bool = False
+) -> dict[str, Any] | None:
     """Read a package directory's test data as the original's
-    ``{"test_input": ..., "test_output": ...}`` dict, or ``None`` if it has none."""
-    data: TestData | None = test_data.load_test_data(Path(neuropod_path))
+    ``{"test_input": ..., "test_output": ...}`` dict, or ``None`` if it has none.
+
+    Args:
+        neuropod_path: the package directory.
+        allow_pickle: unpickle an original package's ``test_data.pkl`` even where it names
+            code; by default only plain data (numpy arrays, dicts, lists, tuples, strings,
+            bytes, numbers) is built, and anything else is refused.
+
+    Returns:
+        The test data, or ``None``.
+
+    Raises:
+        PackageError: the test data cannot be read, or its pickle names code and
+            ``allow_pickle`` is false.
+    """
+    data: TestData | None = test_data.load_test_data(Path(neuropod_path), allow_pickle)
     if data is None:
         return None
     return {"test_input": data.inputs, "test_output": data.expected}

@@ -20,7 +20,7 @@ from neuropod.batch.engine import Engine, Job, LocalEngine, Task, TaskResult
 from neuropod.batch.metrics import Evaluation, Metric, evaluate
 from neuropod.batch.runner import BatchFailure, RunResult, run
 from neuropod.batch.state import STATE_FILE
-from neuropod.batch.symbol import batch_symbol
+from neuropod.spec.batch_dim import batch_symbol
 
 __all__ = [
     "BatchFailure",

@@ -74,7 +74,8 @@ def merge_symbol(model: str, inputs: Sequence[TensorSpec], outputs: Sequence[Ten
     Raises:
         SpecError: the model has no inputs, or a tensor does not start with the shared symbol.
 
-    >>> merge_symbol("m", [TensorSpec("x", "float32", ("batch", 3))], [TensorSpec("y", "float32", ("batch",))])
+    >>> x, y = TensorSpec("x", "float32", ("batch", 3)), TensorSpec("y", "float32", ("batch",))
+    >>> merge_symbol("m", [x], [y])
     'batch'
     """
     if not inputs:

@@ -306,3 +306,34 @@ def test_concurrency_runs_merged_calls_side_by_side(package: Path) -> None:
         results = _concurrently([lambda i=i: model.infer({"x": _rows(1, value=i)}) for i in range(6)])
     for i, out in enumerate(results):
         np.testing.assert_array_equal(out["out"], _rows(1, value=2 * i))
+
+
+# --- the batching core that the batcher, the dataset runner and Ray Serve share -----------------
+
+
+def test_calls_merge_when_they_have_the_same_inputs_with_the_same_sizes_past_dim_0() -> None:
+    from neuropod.spec.batch_dim import merge, merge_key, output_without_rows, rows, split
+
+    one = {"x": _rows(1), "s": np.array(["a"])}
+    two = {"s": np.array(["héllo", "日本語"], dtype=object), "x": _rows(2, value=2)}
+    assert merge_key(one) == merge_key(two)  # in any order, strings of any width
+    assert merge_key(one) != merge_key({"x": _rows(1, width=5), "s": np.array(["a"])})
+    assert merge_key(one) != merge_key({"x": _rows(1)})
+    assert merge_key({}) is None and merge_key({"x": np.float32(1)}) is None
+    merged = merge([one, two])
+    assert merged["x"].shape == (3, 3) and merged["s"].tolist() == ["a", "héllo", "日本語"]
+    assert output_without_rows({"y": merged["x"]}, 3) is None
+    assert output_without_rows({"y": merged["x"], "z": np.float32(0)}, 3) == "z"
+    assert output_without_rows({"y": merged["x"][:2]}, 3) == "y"
+    first, second = split({"y": merged["x"]}, [rows(one), rows(two)])
+    np.testing.assert_array_equal(first["y"], _rows(1))
+    np.testing.assert_array_equal(second["y"], _rows(2, value=2))
+    assert second["y"].base is merged["x"]  # views: splitting copies nothing
+
+
+def test_a_model_without_inputs_cannot_be_batched() -> None:
+    from neuropod.spec import TensorSpec
+    from neuropod.spec.batch_dim import merge_symbol
+
+    with pytest.raises(SpecError, match="^Model 'm' cannot be batched: it has no inputs$"):
+        merge_symbol("m", [], [TensorSpec("y", "float32", ("batch",))])

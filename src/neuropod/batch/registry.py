@@ -59,6 +59,8 @@ def resolve_engine(engine: str | Engine) -> Engine:
     module_name, _, attr = ref.partition(":")
     try:
         cls = getattr(importlib.import_module(module_name), attr)
+    except BackendUnavailable:
+        raise  # says already what is missing and how to install it
     except (ImportError, AttributeError) as exc:
         raise BackendUnavailable(f"The engine '{engine}' ({ref}) cannot be imported: {exc}") from exc
     if not (isinstance(cls, type) and issubclass(cls, Engine)):

@@ -257,7 +257,7 @@ def test_close_answers_the_queued_calls(package: Path) -> None:
     results: list[Any] = []
     thread = threading.Thread(target=lambda: results.append(model.infer({"x": _rows(1)})))
     thread.start()
-    while not model._backend._queue and thread.is_alive():  # the call is queued, waiting for company
+    while not model._batching._queue and thread.is_alive():  # the call is queued, waiting for company
         threading.Event().wait(0.01)
     model.close()  # does not wait out the minute
     thread.join(timeout=10)

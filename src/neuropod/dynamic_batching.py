@@ -76,14 +76,14 @@ class DynamicBatcher(NeuropodModel):
         self.max_batch_size = max_batch_size
         self.max_queue_delay_ms = float(max_queue_delay_ms)
         self._wrapped = model
-        backend = BatchingBackend(model, max_batch_size, self.max_queue_delay_ms / 1000, concurrency)
+        self._batching = BatchingBackend(model, max_batch_size, self.max_queue_delay_ms / 1000, concurrency)
         # The one line that knows how a NeuropodModel is made: the batcher has the wrapped
         # model's name, specs and path, validates each call in front of the queue, and its
         # backend runs the wrapped model.
-        super().__init__(model._package, backend)
+        super().__init__(model._package, self._batching)
 
     def __repr__(self) -> str:
-        state = "closed" if self._backend is None else "open"
+        state = "closed" if self._batching.closed else "open"
         return (
             f"<DynamicBatcher {self.batch_symbol!r} max_batch_size={self.max_batch_size} "
             f"max_queue_delay_ms={self.max_queue_delay_ms:g} of {self._wrapped!r} {state}>"
@@ -130,6 +130,11 @@ class BatchingBackend(Backend):
         ]
         for thread in self._threads:
             thread.start()
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close`` was called."""
+        return self._closing
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Queue the call and wait for its rows of the merged call's outputs.

@@ -14,7 +14,10 @@ spec, 404 for another model's name, 500 when the model fails. A Python caller ho
 
 Concurrent requests are merged by Ray Serve's ``@serve.batch`` into one call of the model,
 concatenated along the batch dim, when the model's inputs and outputs all start with one
-batch symbol and the requests' tensors agree past dim 0; the rest run one by one.
+batch symbol and the requests' tensors agree past dim 0 (the rules of
+``neuropod.spec.batch_dim``, which dynamic batching follows too); the rest run one by one.
+Each request is checked against the input spec alone first, and a merged call that fails is
+run again request by request, so that one request's mistake fails that request only.
 """
 
 from __future__ import annotations

@@ -760,9 +760,10 @@ def test_engines_plug_in_through_entry_points(monkeypatch, models):
     from neuropod.batch.engine import LocalEngine
     from neuropod.batch.registry import engine_names, resolve_engine
 
-    _entry_points(monkeypatch, mine="neuropod.batch.engine:LocalEngine")
+    _entry_points(monkeypatch, mine="neuropod.batch.engine:LocalEngine", local="neuropod.batch.dataset:Shard")
     assert engine_names() == ["local", "ray", "mine"]
     assert isinstance(resolve_engine("mine"), LocalEngine)
+    assert isinstance(resolve_engine("local"), LocalEngine)  # a built-in name cannot be taken over
     result = run(models["double"], {"x": rows(0, 2)}, engine="mine", progress=False)
     assert result.rows == 2
     with pytest.raises(OptionError, match="engine must be 'local', 'ray', 'mine' or an Engine, got 'spark'"):

@@ -4,7 +4,8 @@
 ``BUILTIN_ENGINES`` as ``"module:Class"`` strings, so that naming one imports nothing until it
 is used (Ray takes seconds to import, and may not be installed). Other packages add engines
 through the ``neuropod.engines`` entry point group: an entry point named after the engine,
-pointing at an ``Engine`` subclass whose constructor needs no arguments.
+pointing at an ``Engine`` subclass whose constructor needs no arguments (the built-in names
+cannot be taken over).
 """
 
 from __future__ import annotations
@@ -49,10 +50,11 @@ def resolve_engine(engine: str | Engine) -> Engine:
     """
     if isinstance(engine, Engine):
         return engine
-    ref = None
-    if isinstance(engine, str):
+    ref = BUILTIN_ENGINES.get(engine) if isinstance(engine, str) else None
+    if ref is None and isinstance(engine, str):
+        # Only for other names: reading every installed package's entry points takes milliseconds.
         found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == engine]
-        ref = found[0].value if found else BUILTIN_ENGINES.get(engine)
+        ref = found[0].value if found else None
     if ref is None:
         names = [repr(name) for name in engine_names()]
         raise OptionError(f"engine must be {', '.join(names)} or an Engine, got {engine!r}")

@@ -740,3 +740,94 @@ def test_importing_the_runner_and_its_command_imports_no_framework_nor_pyarrow()
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+# --- engines by name ---------------------------------------------------------------------------
+
+
+def _entry_points(monkeypatch: pytest.MonkeyPatch, **engines: str) -> None:
+    from importlib.metadata import EntryPoint
+
+    import neuropod.batch.registry as registry
+
+    found = [EntryPoint(name, value, registry.ENTRY_POINT_GROUP) for name, value in engines.items()]
+    monkeypatch.setattr(
+        registry, "entry_points", lambda group: found if group == registry.ENTRY_POINT_GROUP else []
+    )
+
+
+def test_engines_plug_in_through_entry_points(monkeypatch, models):
+    from neuropod.batch.engine import LocalEngine
+    from neuropod.batch.registry import engine_names, resolve_engine
+
+    _entry_points(monkeypatch, mine="neuropod.batch.engine:LocalEngine", local="neuropod.batch.dataset:Shard")
+    assert engine_names() == ["local", "ray", "mine"]
+    assert isinstance(resolve_engine("mine"), LocalEngine)
+    assert isinstance(resolve_engine("local"), LocalEngine)  # a built-in name cannot be taken over
+    result = run(models["double"], {"x": rows(0, 2)}, engine="mine", progress=False)
+    assert result.rows == 2
+    with pytest.raises(OptionError, match="engine must be 'local', 'ray', 'mine' or an Engine, got 'spark'"):
+        resolve_engine("spark")
+    with pytest.raises(OptionError, match="got 3"):
+        resolve_engine(3)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            "no_such_module_here:Engine",
+            "The engine 'broken' \\(no_such_module_here:Engine\\) cannot be imported",
+        ),
+        ("neuropod.batch.engine:NoSuchEngine", "cannot be imported: .*NoSuchEngine"),
+        (
+            "neuropod.batch.dataset:Shard",
+            "\\(neuropod.batch.dataset:Shard\\) is not a neuropod.batch.Engine subclass",
+        ),
+    ],
+)
+def test_a_broken_engine_entry_point_is_a_clear_error(monkeypatch, value, message):
+    from neuropod import BackendUnavailable
+    from neuropod.batch.registry import resolve_engine
+
+    _entry_points(monkeypatch, broken=value)
+    with pytest.raises(BackendUnavailable, match=message):
+        resolve_engine("broken")
+
+
+def test_the_ray_engine_without_ray_says_how_to_install_it(monkeypatch):
+    from neuropod import BackendUnavailable
+    from neuropod.batch.registry import resolve_engine
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    for name in [name for name in sys.modules if name.startswith("neuropod.integrations.ray")]:
+        monkeypatch.delitem(sys.modules, name)
+    with pytest.raises(
+        BackendUnavailable, match="^neuropod.integrations.ray needs Ray: pip install 'neuropod\\[ray\\]'$"
+    ):
+        resolve_engine("ray")
+
+
+def test_the_batch_package_has_no_import_cycle_and_names_no_integration():
+    import ast
+
+    folder = Path(__import__("neuropod.batch").batch.__file__).parent
+    imports = {}
+    for path in folder.glob("*.py"):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+                names.update(f"{node.module}.{alias.name}" for alias in node.names)
+            elif isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+        assert not any(name.startswith("neuropod.integrations") for name in names), path.name
+        imports[path.stem] = {name.rsplit(".", 1)[1] for name in names if name.startswith("neuropod.batch.")}
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        for step in imports.get(start, ()):
+            if step == goal or (step not in seen and reaches(step, goal, seen | {step})):
+                return True
+        return False
+
+    assert [module for module in imports if module != "__init__" and reaches(module, module, set())] == []

@@ -15,8 +15,16 @@ from typing import Any
 import numpy as np
 import pytest
 
-from neuropod import InferenceError, ModelClosedError, OptionError, SpecError, ValidationError, load_neuropod
-from neuropod.batching import DynamicBatcher
+from neuropod import (
+    InferenceError,
+    ModelClosedError,
+    NeuropodModel,
+    OptionError,
+    SpecError,
+    ValidationError,
+    load_neuropod,
+)
+from neuropod.dynamic_batching import DynamicBatcher
 from neuropod.packagers import create_python_neuropod
 
 COUNTING_MODEL = """
@@ -206,6 +214,12 @@ def test_without_delay_a_lone_call_runs_at_once(package: Path) -> None:
             assert model.infer({"x": _rows(1)})["seen"].tolist() == [1]
 
 
+def test_the_old_import_path_gives_the_same_class() -> None:
+    from neuropod.batching import DynamicBatcher as OldName
+
+    assert OldName is DynamicBatcher
+
+
 def test_the_batcher_has_the_models_interface(package: Path) -> None:
     with load_neuropod(package) as plain:
         specs = (plain.name, plain.platform, plain.path, plain.input_specs, plain.output_specs, plain.inputs)
@@ -220,6 +234,7 @@ def test_the_batcher_has_the_models_interface(package: Path) -> None:
         ) == specs
         assert model.outputs[1] == {"name": "seen", "dtype": "int64", "shape": ["batch"]}
         assert model.batch_symbol == "batch"
+        assert isinstance(model, NeuropodModel)
         assert repr(model).startswith("<DynamicBatcher 'batch' max_batch_size=2 max_queue_delay_ms=0 of ")
 
 
@@ -233,8 +248,8 @@ def test_close_is_idempotent_and_closes_the_model(package: Path) -> None:
         model.infer({"x": _rows(1)})
     with pytest.raises(ModelClosedError):
         inner.infer({"x": _rows(1)})
-    with pytest.raises(ModelClosedError):
-        model.name  # noqa: B018
+    assert repr(model).endswith(" closed> closed>")
+    assert model.name == "counting"  # like any closed model, it still says what it was
 
 
 def test_close_answers_the_queued_calls(package: Path) -> None:
@@ -242,7 +257,7 @@ def test_close_answers_the_queued_calls(package: Path) -> None:
     results: list[Any] = []
     thread = threading.Thread(target=lambda: results.append(model.infer({"x": _rows(1)})))
     thread.start()
-    while not model._queue and thread.is_alive():  # the call is queued, waiting for company
+    while not model._batching._queue and thread.is_alive():  # the call is queued, waiting for company
         threading.Event().wait(0.01)
     model.close()  # does not wait out the minute
     thread.join(timeout=10)
@@ -291,3 +306,34 @@ def test_concurrency_runs_merged_calls_side_by_side(package: Path) -> None:
         results = _concurrently([lambda i=i: model.infer({"x": _rows(1, value=i)}) for i in range(6)])
     for i, out in enumerate(results):
         np.testing.assert_array_equal(out["out"], _rows(1, value=2 * i))
+
+
+# --- the batching core that the batcher, the dataset runner and Ray Serve share -----------------
+
+
+def test_calls_merge_when_they_have_the_same_inputs_with_the_same_sizes_past_dim_0() -> None:
+    from neuropod.spec.batch_dim import merge, merge_key, output_without_rows, rows, split
+
+    one = {"x": _rows(1), "s": np.array(["a"])}
+    two = {"s": np.array(["héllo", "日本語"], dtype=object), "x": _rows(2, value=2)}
+    assert merge_key(one) == merge_key(two)  # in any order, strings of any width
+    assert merge_key(one) != merge_key({"x": _rows(1, width=5), "s": np.array(["a"])})
+    assert merge_key(one) != merge_key({"x": _rows(1)})
+    assert merge_key({}) is None and merge_key({"x": np.float32(1)}) is None
+    merged = merge([one, two])
+    assert merged["x"].shape == (3, 3) and merged["s"].tolist() == ["a", "héllo", "日本語"]
+    assert output_without_rows({"y": merged["x"]}, 3) is None
+    assert output_without_rows({"y": merged["x"], "z": np.float32(0)}, 3) == "z"
+    assert output_without_rows({"y": merged["x"][:2]}, 3) == "y"
+    first, second = split({"y": merged["x"]}, [rows(one), rows(two)])
+    np.testing.assert_array_equal(first["y"], _rows(1))
+    np.testing.assert_array_equal(second["y"], _rows(2, value=2))
+    assert second["y"].base is merged["x"]  # views: splitting copies nothing
+
+
+def test_a_model_without_inputs_cannot_be_batched() -> None:
+    from neuropod.spec import TensorSpec
+    from neuropod.spec.batch_dim import merge_symbol
+
+    with pytest.raises(SpecError, match="^Model 'm' cannot be batched: it has no inputs$"):
+        merge_symbol("m", [], [TensorSpec("y", "float32", ("batch",))])

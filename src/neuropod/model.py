@@ -13,6 +13,7 @@ import numpy as np
 from neuropod.backends.base import Backend
 from neuropod.errors import InferenceError, ModelClosedError, NeuropodError, ValidationError
 from neuropod.options import BOOLEAN, Options, option
+from neuropod.package.config import ModelConfig
 from neuropod.package.package import Package
 from neuropod.spec.dtypes import numpy_dtype
 from neuropod.spec.scalars import scalars_as_arrays
@@ -53,6 +54,11 @@ class NeuropodModel:
         self._path = backend.path
         self._check_inputs = TensorValidator(config.inputs, "input", require_all=require_all_inputs)
         self._check_outputs = TensorValidator(config.outputs, "output")
+
+    @property
+    def config(self) -> ModelConfig:
+        """The model's config: name, platform, specs (as its backend read them)."""
+        return self._config
 
     @property
     def name(self) -> str:

@@ -11,8 +11,9 @@ rows/s  1,874,210  1,502,933
 ``run`` splits the dataset along the batch dim (the symbol that dim 0 of every input shares),
 writes the outputs shard by shard in the dataset's format, and resumes a killed run without
 redoing finished shards. The engine runs the batches: ``"local"`` in this process, ``"ray"``
-on a pool of Ray actors (``neuropod.integrations.ray``). Parquet and Arrow datasets need
-pyarrow (``pip install 'neuropod[batch]'``).
+on a pool of Ray actors (``neuropod.integrations.ray``); other packages add engines through
+the ``neuropod.engines`` entry point group (``neuropod.batch.registry``). Parquet and Arrow
+datasets need pyarrow (``pip install 'neuropod[batch]'``).
 """
 
 from neuropod.batch.dataset import Dataset, DatasetError, Shard, open_dataset
@@ -20,7 +21,7 @@ from neuropod.batch.engine import Engine, Job, LocalEngine, Task, TaskResult
 from neuropod.batch.metrics import Evaluation, Metric, evaluate
 from neuropod.batch.runner import BatchFailure, RunResult, run
 from neuropod.batch.state import STATE_FILE
-from neuropod.batch.symbol import batch_symbol
+from neuropod.spec.batch_dim import batch_symbol
 
 __all__ = [
     "BatchFailure",

@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 
 from neuropod.errors import DatasetError as DatasetError  # re-exported: its old home
-from neuropod.spec.tensor_spec import TensorSpec
 
 #: Input formats, named as the state file and messages name them.
 NPZ, NPY, PARQUET, ARROW, MEMORY = "npz", "npy", "parquet", "arrow", "memory"
@@ -179,41 +178,6 @@ class ShardWriter(ABC):
 
     def abort(self) -> None:  # noqa: B027 - writers of memory have nothing to remove
         """Drop what was written; the shard's final outputs are left as they were."""
-
-
-def open_reader(shard: Shard) -> ShardReader:
-    """A reader of ``shard``, in its format.
-
-    Raises:
-        DatasetError: the file cannot be opened in its format.
-        BackendUnavailable: the format needs pyarrow, which is not installed.
-    """
-    if shard.format in (NPZ, NPY, MEMORY):
-        from neuropod.batch import numpy_format
-
-        return numpy_format.open_reader(shard)
-    from neuropod.batch import arrow_format
-
-    return arrow_format.open_reader(shard)
-
-
-def open_writer(shard: Shard, output: Path | None, specs: Sequence[TensorSpec]) -> ShardWriter:
-    """A writer of ``shard``'s outputs in its format, under ``output`` (in memory if ``None``).
-
-    Args:
-        shard: the input shard; the output goes to ``output / shard.name``.
-        output: the output folder, or ``None`` to keep the outputs in memory.
-        specs: the model's output specs (types of empty outputs, Arrow schemas).
-    """
-    from neuropod.batch import numpy_format
-
-    if output is None:
-        return numpy_format.MemoryWriter(specs)
-    if shard.format in (NPZ, NPY, MEMORY):
-        return numpy_format.open_writer(shard, output, specs)
-    from neuropod.batch import arrow_format
-
-    return arrow_format.open_writer(shard, output, specs)
 
 
 def output_path(shard: Shard, output: Path) -> Path:

@@ -16,10 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from neuropod.batch.dataset import Shard, ShardReader, open_reader
+from neuropod.batch.dataset import Shard, ShardReader
+from neuropod.batch.formats import open_reader
 from neuropod.errors import InferenceError, NeuropodError, ValidationError
 from neuropod.loader import load_neuropod
 from neuropod.model import NeuropodModel
+from neuropod.spec.batch_dim import output_without_rows
 
 #: The errors that fail one batch and let the run go on; any other error stops the run.
 BATCH_ERRORS = (ValidationError, InferenceError)
@@ -136,12 +138,12 @@ def run_task(model: NeuropodModel, readers: ShardReaders, task: Task) -> TaskRes
     rows = task.stop - task.start
     try:
         outputs = model.infer(reader.read(names, task.start, task.stop))
-        for name, array in outputs.items():
-            if array.ndim == 0 or array.shape[0] != rows:
-                raise ValidationError(
-                    f"Output '{name}' has shape {array.shape} for a batch of {rows} rows; a batch "
-                    f"run needs one row of every output per input row (dim 0)"
-                )
+        short = output_without_rows(outputs, rows)
+        if short is not None:
+            raise ValidationError(
+                f"Output '{short}' has shape {outputs[short].shape} for a batch of {rows} rows; a "
+                f"batch run needs one row of every output per input row (dim 0)"
+            )
     except BATCH_ERRORS as exc:
         return TaskResult(task, error=exc)
     return TaskResult(task, outputs=outputs)

@@ -20,8 +20,9 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from neuropod.batch.dataset import DatasetError, open_dataset, open_reader
+from neuropod.batch.dataset import DatasetError, open_dataset
 from neuropod.batch.engine import Engine
+from neuropod.batch.formats import open_reader
 from neuropod.batch.numpy_format import concatenate
 from neuropod.batch.runner import DEFAULT_BATCH_SIZE, run
 from neuropod.errors import OptionError

@@ -11,16 +11,18 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from neuropod.batch.dataset import Dataset, DatasetError, Shard, open_dataset, open_reader, open_writer
+from neuropod.batch.dataset import Dataset, DatasetError, Shard, open_dataset
 from neuropod.batch.engine import Engine, Job, LocalEngine, Task, TaskResult
+from neuropod.batch.formats import open_reader, open_writer
 from neuropod.batch.numpy_format import MemoryWriter, concatenate
 from neuropod.batch.progress import Progress
+from neuropod.batch.registry import resolve_engine
 from neuropod.batch.state import RunState
-from neuropod.batch.symbol import batch_symbol
 from neuropod.errors import NeuropodError, OptionError, SpecError
 from neuropod.loader import load_neuropod
 from neuropod.model import NeuropodModel
 from neuropod.package.package import Package
+from neuropod.spec.batch_dim import batch_symbol
 from neuropod.spec.tensor_spec import TensorSpec
 
 #: Rows per batch when none is given.
@@ -112,7 +114,8 @@ def run(
             the outputs in memory, in the result.
         batch_size: rows per call of the model.
         engine: ``"local"`` (this process), ``"ray"`` (a Ray actor pool, with the defaults of
-            ``neuropod.integrations.ray.RayEngine``), or an ``Engine``.
+            ``neuropod.integrations.ray.RayEngine``), another name of an engine registered
+            under the ``neuropod.engines`` entry point group, or an ``Engine``.
         stop_on_error: raise the first batch's error instead of going on.
         progress: draw a progress bar with rows/s on stderr, and print failures there.
         load_options: ``load_neuropod`` options for a model given as a path (``use_ope=True``
@@ -128,6 +131,7 @@ def run(
         ValidationError, InferenceError: with ``stop_on_error``, the first failed batch; the
             message starts with its shard and rows.
         OptionError: an invalid ``batch_size`` or engine.
+        BackendUnavailable: the engine cannot be imported (``"ray"`` without Ray installed).
 
     >>> result = run("model.zip", "data/", output="out/", batch_size=4096)  # doctest: +SKIP
     >>> result.rows, result.failures
@@ -195,24 +199,6 @@ def run(
     finally:
         if loaded is not None:
             loaded.close()
-
-
-def resolve_engine(engine: str | Engine) -> Engine:
-    """The engine named ``"local"`` or ``"ray"``, or ``engine`` itself.
-
-    Raises:
-        OptionError: an unknown name or type.
-        BackendUnavailable: ``"ray"`` without Ray installed.
-    """
-    if isinstance(engine, Engine):
-        return engine
-    if engine == "local":
-        return LocalEngine()
-    if engine == "ray":
-        from neuropod.integrations.ray import RayEngine
-
-        return RayEngine()
-    raise OptionError(f"engine must be 'local', 'ray' or an Engine, got {engine!r}")
 
 
 class _Facts(NamedTuple):

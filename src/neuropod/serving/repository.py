@@ -234,7 +234,7 @@ class ModelRepository:
 def _batched(model: NeuropodModel, options: ModelOptions) -> Servable:
     if options.dynamic_batching is None:
         return model
-    from neuropod.batching import DynamicBatcher
+    from neuropod.dynamic_batching import DynamicBatcher
 
     try:
         return DynamicBatcher(

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from neuropod.batching import BatchableModel
+from neuropod.model import NeuropodModel
 from neuropod.protocol.datatypes import spec_dtype_to_datatype
 from neuropod.serving.errors import Unavailable
 from neuropod.serving.metadata import model_config, model_metadata
@@ -30,7 +30,7 @@ from neuropod.serving.options import ModelOptions
 from neuropod.serving.stats import ModelStats
 
 #: A loaded model, or a wrapper of one with the same interface (``DynamicBatcher``).
-Servable = BatchableModel
+Servable = NeuropodModel
 
 Inputs = dict[str, np.ndarray]
 Outputs = dict[str, np.ndarray]

@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import ray.data
 
-from neuropod.batch.symbol import batch_symbol
 from neuropod.errors import OptionError, ValidationError
 from neuropod.integrations.ray.package_source import PackageSource, package_source
 from neuropod.loader import load_neuropod
 from neuropod.package.package import Package
+from neuropod.spec.batch_dim import batch_symbol
 
 
 class NeuropodPredictor:

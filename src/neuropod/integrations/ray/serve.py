@@ -14,7 +14,10 @@ spec, 404 for another model's name, 500 when the model fails. A Python caller ho
 
 Concurrent requests are merged by Ray Serve's ``@serve.batch`` into one call of the model,
 concatenated along the batch dim, when the model's inputs and outputs all start with one
-batch symbol and the requests' tensors agree past dim 0; the rest run one by one.
+batch symbol and the requests' tensors agree past dim 0 (the rules of
+``neuropod.spec.batch_dim``, which dynamic batching follows too); the rest run one by one.
+Each request is checked against the input spec alone first, and a merged call that fails is
+run again request by request, so that one request's mistake fails that request only.
 """
 
 from __future__ import annotations
@@ -30,13 +33,14 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from neuropod.batch.symbol import batch_symbol
-from neuropod.errors import NeuropodError, SpecError
+from neuropod.errors import NeuropodError, SpecError, ValidationError
 from neuropod.integrations.ray.package_source import PackageSource, package_source
 from neuropod.loader import load_neuropod
+from neuropod.model import NeuropodModel
 from neuropod.protocol import BinaryReader, ProtocolError, read_tensor, spec_dtype_to_datatype, write_tensor
 from neuropod.serving.errors import classify
 from neuropod.serving.metadata import VERSION, model_metadata
+from neuropod.spec import TensorValidator, batch_dim
 
 #: Default batching of ``neuropod_deployment``.
 MAX_BATCH_SIZE = 16
@@ -69,7 +73,8 @@ class NeuropodDeployment:
             self._name, self._model.platform, self._model.input_specs, self._model.output_specs
         )
         self._datatypes = {s.name: spec_dtype_to_datatype(s.dtype) for s in self._model.output_specs}
-        self._mergeable = _batch_major(self._model)
+        self._check_inputs = TensorValidator(self._model.input_specs, "input")
+        self._mergeable = _mergeable(self._model)
         # @serve.batch's settings are fixed at decoration; these methods are how to change them.
         self._infer_batch.set_max_batch_size(max_batch_size)  # type: ignore[attr-defined]
         self._infer_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)  # type: ignore[attr-defined]
@@ -133,7 +138,13 @@ class NeuropodDeployment:
         results: list[dict[str, np.ndarray] | Exception | None] = [None] * len(requests)
         groups: dict[Hashable, list[int]] = {}
         for i, inputs in enumerate(requests):
-            groups.setdefault(_merge_key(inputs) if self._mergeable else i, []).append(i)
+            try:
+                self._check_inputs(inputs)  # alone, so that a bad request fails alone
+            except ValidationError as exc:
+                results[i] = exc
+                continue
+            key = batch_dim.merge_key(inputs) if self._mergeable else None
+            groups.setdefault(object() if key is None else key, []).append(i)
         for members in groups.values():
             if len(members) > 1:
                 merged = self._merged([requests[i] for i in members])
@@ -153,17 +164,14 @@ class NeuropodDeployment:
 
     def _merged(self, group: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]] | None:
         """The outputs of the group's requests from one call, or ``None`` to run them one by one."""
-        rows = [len(next(iter(inputs.values()))) for inputs in group]
-        joined = {name: np.concatenate([inputs[name] for inputs in group]) for name in group[0]}
+        counts = [batch_dim.rows(inputs) for inputs in group]
         try:
-            outputs = self._model.infer(joined)
+            outputs = self._model.infer(batch_dim.merge(group))
         except NeuropodError:
             return None  # one request's mistake must not fail the others
-        bounds = np.cumsum(rows)[:-1]
-        if any(array.ndim == 0 or len(array) != sum(rows) for array in outputs.values()):
+        if batch_dim.output_without_rows(outputs, sum(counts)) is not None:
             return None
-        pieces = {name: np.split(array, bounds) for name, array in outputs.items()}
-        return [{name: pieces[name][i] for name in outputs} for i in range(len(group))]
+        return batch_dim.split(outputs, counts)
 
     def __del__(self) -> None:
         model = getattr(self, "_model", None)
@@ -220,19 +228,12 @@ def neuropod_deployment(
     )
 
 
-def _batch_major(model: Any) -> bool:
+def _mergeable(model: NeuropodModel) -> bool:
     try:
-        symbol = batch_symbol(model.input_specs)
+        batch_dim.merge_symbol(model.name, model.input_specs, model.output_specs)
     except SpecError:
         return False
-    return all(spec.shape[:1] == (symbol,) for spec in model.output_specs)
-
-
-def _merge_key(inputs: Mapping[str, np.ndarray]) -> Hashable:
-    # Requests merge when their tensors differ at most in dim 0 (and are not scalars).
-    if not inputs or any(array.ndim == 0 for array in inputs.values()):
-        return object()
-    return tuple(sorted((name, array.dtype.str, array.shape[1:]) for name, array in inputs.items()))
+    return True
 
 
 def _raise_or(result: dict[str, np.ndarray] | Exception) -> dict[str, np.ndarray]:

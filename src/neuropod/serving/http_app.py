@@ -16,8 +16,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from neuropod.errors import NeuropodError
-from neuropod.protocol.binary import HEADER_LENGTH, parse_header_length
-from neuropod.serving import http_infer, json_codec, metrics
+from neuropod.protocol import json_codec
+from neuropod.protocol.binary import parse_header_length
+from neuropod.protocol.keys import HEADER_LENGTH
+from neuropod.serving import http_infer, metrics
 from neuropod.serving.core import ServerCore
 from neuropod.serving.errors import (
     BadRequest,

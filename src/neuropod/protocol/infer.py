@@ -146,7 +146,6 @@ class OutputTensor:
         name: str,
         array: np.ndarray,
         datatype: str | None = None,
-        *,
         binary: bool = False,
         shared_memory: dict[str, Any] | None = None,
     ):
@@ -217,11 +216,10 @@ def respond(
     """
     default = request.binary_data_output
     types = datatypes if datatypes is not None else {}
-    tensors: list[OutputTensor] = []
     if request.outputs is None:
-        for name, array in outputs.items():
-            tensors.append(OutputTensor(name, array, types.get(name), binary=default))
-        return InferResponse(tensors, model, VERSION, request.id)
+        every = [OutputTensor(name, array, types.get(name), default) for name, array in outputs.items()]
+        return InferResponse(every, model, VERSION, request.id)
+    tensors: list[OutputTensor] = []
     for wanted in request.outputs:
         name = wanted.name
         produced = outputs.get(name)
@@ -234,7 +232,7 @@ def respond(
         parameters = wanted.parameters
         region = parameters if SHARED_MEMORY_REGION in parameters else None
         binary = default if wanted.binary is None else wanted.binary
-        tensors.append(OutputTensor(name, produced, types.get(name), binary=binary, shared_memory=region))
+        tensors.append(OutputTensor(name, produced, types.get(name), binary, region))
     return InferResponse(tensors, model, VERSION, request.id)
 
 

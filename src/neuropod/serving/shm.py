@@ -166,7 +166,10 @@ def resolve_inputs(registry: SharedMemoryRegistry, request: InferRequest) -> dic
         ProtocolError: a window does not fit its tensor's shape and datatype.
     """
     inputs = request.inputs
-    if not any(type(value) is SharedMemoryInput for value in inputs.values()):
+    for value in inputs.values():
+        if type(value) is SharedMemoryInput:
+            break
+    else:
         return inputs  # type: ignore[return-value]  # all arrays: the common case, checked above
     arrays = {}
     for name, value in inputs.items():

@@ -19,7 +19,7 @@ from neuropod.protocol import (
     respond,
 )
 from neuropod.protocol.tensors import tensor_from_json
-from neuropod.serving.stats import ModelStats
+from neuropod.serving.stats import ModelStats, RequestTimer
 
 grpc_codec = pytest.importorskip("neuropod.protocol.grpc_codec")
 from neuropod.protocol.grpc import service_pb2  # noqa: E402
@@ -290,12 +290,12 @@ def test_model_metadata_properties_are_ignored_by_tritons_message():
 
 def test_the_request_timer_counts_successes_and_failures():
     stats = ModelStats("m")
-    with stats.timer() as timer:
+    with RequestTimer(stats) as timer:
         timer.decoded()
         timer.ran(0.0, 0.001)
-    with pytest.raises(ValueError), stats.timer():
+    with pytest.raises(ValueError), RequestTimer(stats):
         raise ValueError("before the model ran")
-    with pytest.raises(ValueError), stats.timer() as timer:
+    with pytest.raises(ValueError), RequestTimer(stats) as timer:
         timer.decoded()
         raise ValueError("while the model ran")
     counts = stats.to_dict()

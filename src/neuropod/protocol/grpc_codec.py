@@ -112,7 +112,7 @@ def read_request(message: Any, raws: list[Buffer]) -> InferRequest:
         inputs,
         outputs=outputs,
         id=message.id or None,
-        parameters=get_parameters(message.parameters),
+        parameters=get_parameters(message.parameters) if message.parameters else None,
         model_name=message.model_name,
         model_version=message.model_version,
     )

@@ -33,6 +33,7 @@ from neuropod.serving.errors import BadRequest, NotFound, ServingError, Unavaila
 from neuropod.serving.metadata import metadata_properties
 from neuropod.serving.served_model import ServedModel
 from neuropod.serving.shm import resolve_inputs, write_outputs
+from neuropod.serving.stats import RequestTimer
 
 logger = logging.getLogger("neuropod.serving")
 
@@ -216,7 +217,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         if not self.core.accepting:
             raise Unavailable("The server is shutting down")
         shm = self.core.shm
-        with served.stats.timer(started) as timer:
+        with RequestTimer(served.stats, started) as timer:
             request = grpc_codec.read_request(message, raws)
             request.check_outputs(served.output_datatypes, served.name)
             inputs = resolve_inputs(shm, request)

@@ -13,6 +13,7 @@ from neuropod.protocol.infer import respond
 from neuropod.protocol.keys import HEADER_LENGTH
 from neuropod.serving.served_model import ServedModel
 from neuropod.serving.shm import SharedMemoryRegistry, resolve_inputs, write_outputs
+from neuropod.serving.stats import RequestTimer
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -40,7 +41,7 @@ async def infer(
         ValidationError: the request breaks the protocol or the spec.
         Exception: whatever the model raised.
     """
-    with served.stats.timer() as timer:
+    with RequestTimer(served.stats) as timer:
         request = http_codec.decode_request(body, header_length)
         request.check_outputs(served.output_datatypes, served.name)
         inputs = resolve_inputs(shm, request)

@@ -1,7 +1,7 @@
 """A loaded model as the server runs it: metadata computed once, bounded concurrency, stats.
 
-The front ends run a request as decode -> ``infer`` (or ``call``) -> encode inside
-``stats.timer()``, which counts it.
+The front ends run a request as decode -> ``infer`` (or ``call``) -> encode inside a
+``RequestTimer`` of its ``stats``, which counts it.
 
 A model runs at most ``concurrency`` calls at once (its option; default its ``instances``,
 else 1); a request waits for a free slot, and that wait is its queue time. Where a call runs:

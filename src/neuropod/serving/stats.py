@@ -139,14 +139,6 @@ class ModelStats:
                 self.last_inference_ms = int(time.time() * 1000)
                 self.execution_count += 1
 
-    def timer(self, started: float | None = None) -> RequestTimer:
-        """A timer of one request, counted in these statistics when it exits.
-
-        Args:
-            started: when the request started (``time.perf_counter()``; default now).
-        """
-        return RequestTimer(self, time.perf_counter() if started is None else started)
-
     def to_dict(self) -> dict[str, Any]:
         """The model's entry of Triton's statistics response."""
         self.fold()
@@ -174,20 +166,20 @@ class ModelStats:
 class RequestTimer:
     """Times one request's phases: decoding, the model's run, encoding.
 
-    Used as ``with stats.timer() as timer:`` around the whole request: ``decoded`` when the
-    inputs are ready, ``ran`` once the model returned. Leaving the block counts a success, or,
-    on an exception, a failure (one that ran the model, once ``decoded`` was called).
+    Used as ``with RequestTimer(stats) as timer:`` around the whole request: ``decoded`` when
+    the inputs are ready, ``ran`` once the model returned. Leaving the block counts a success,
+    or, on an exception, a failure (one that ran the model, once ``decoded`` was called).
 
     Args:
         stats: where the request is counted.
-        started: when it started (``time.perf_counter()``).
+        started: when it started (``time.perf_counter()``; default now).
     """
 
     __slots__ = ("_stats", "_started", "_decoded", "_ran", "_queue", "_compute")
 
-    def __init__(self, stats: ModelStats, started: float):
+    def __init__(self, stats: ModelStats, started: float | None = None):
         self._stats = stats
-        self._started = started
+        self._started = time.perf_counter() if started is None else started
         self._decoded = 0.0
         self._ran = 0.0
         self._queue = 0.0

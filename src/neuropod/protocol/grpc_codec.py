@@ -82,7 +82,7 @@ def read_request(message: Any, raws: list[Buffer]) -> InferRequest:
         value: np.ndarray | SharedMemoryInput
         if SHARED_MEMORY_REGION in parameters:
             shape = tuple(tensor.shape)
-            if any(dim < 0 for dim in shape):
+            if shape and min(shape) < 0:
                 raise ProtocolError(f"Tensor '{name}': shape must hold non-negative sizes, got {list(shape)}")
             value = SharedMemoryInput(tensor.datatype, shape, parameters)
         elif raw_count:

@@ -68,8 +68,9 @@ def decode_request(body: Buffer, header_length: int | None) -> InferRequest:
     inputs: dict[str, np.ndarray | SharedMemoryInput] = {}
     value: np.ndarray | SharedMemoryInput
     for entry in entries:
-        parameters = parameters_of(entry, "input") if isinstance(entry, dict) else None
-        if parameters and SHARED_MEMORY_REGION in parameters:
+        # read_tensor checks the parameters; only a region's name is looked for here.
+        parameters = entry.get("parameters") if type(entry) is dict else None
+        if type(parameters) is dict and SHARED_MEMORY_REGION in parameters:
             name, value = _shared_memory_input(entry, parameters)
         else:
             name, value = read_tensor(entry, reader)

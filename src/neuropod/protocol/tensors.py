@@ -26,8 +26,10 @@ from typing import Any
 import numpy as np
 
 from neuropod.protocol.binary import BINARY_DATA_SIZE, BinaryReader, tensor_from_raw, tensor_to_raw
-from neuropod.protocol.datatypes import array_datatype, datatype_to_numpy
+from neuropod.protocol.datatypes import DATATYPES, array_datatype, datatype_to_numpy
 from neuropod.protocol.errors import ProtocolError
+
+_DATATYPES = frozenset(DATATYPES)
 
 # What JSON numbers each kind of datatype accepts, by numpy kind of the parsed data.
 _ACCEPTED_KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "fiu"}
@@ -39,11 +41,12 @@ def parse_shape(shape: object, name: str) -> tuple[int, ...]:
     Raises:
         ProtocolError: it is anything else.
     """
-    if isinstance(shape, list) and all(
-        type(dim) is int and dim >= 0
-        for dim in shape  # noqa: E721 - bool is not a dim
-    ):
-        return tuple(shape)
+    if isinstance(shape, list):
+        for dim in shape:
+            if type(dim) is not int or dim < 0:  # noqa: E721 - bool is not a dim
+                break
+        else:
+            return tuple(shape)
     raise ProtocolError(f"Tensor '{name}': shape must be a list of non-negative integers, got {shape!r}")
 
 
@@ -175,7 +178,8 @@ def read_tensor(entry: object, reader: BinaryReader, *, where: str = "input") ->
     if size is not None:
         if "data" in entry:
             raise ProtocolError(f"Tensor '{name}' has both 'data' and parameter {BINARY_DATA_SIZE}; give one")
-        datatype_to_numpy(datatype)  # an unknown datatype reads better than a size mismatch
+        if datatype not in _DATATYPES:
+            datatype_to_numpy(datatype)  # raises: an unknown datatype reads better than a size mismatch
         return name, tensor_from_raw(reader.take(size, name), datatype, shape, name=name)
     if "data" not in entry:
         raise ProtocolError(f"Tensor '{name}' has no 'data' (nor parameter {BINARY_DATA_SIZE})")

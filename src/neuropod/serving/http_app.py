@@ -110,7 +110,9 @@ class HttpApp:
             headers, parts = _JSON, [json_codec.dumps({"error": str(exc)})]
             if status == 401:
                 headers = [*_JSON, (b"www-authenticate", b"Bearer")]
-        length = sum(len(part) if isinstance(part, bytes) else part.nbytes for part in parts)
+        length = 0
+        for part in parts:  # a loop, not a generator: this runs for every request
+            length += len(part) if isinstance(part, bytes) else part.nbytes
         if len(parts) > 1 and length <= _COALESCE_LIMIT:
             parts = [b"".join(parts)]
         await send(

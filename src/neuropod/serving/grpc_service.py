@@ -225,7 +225,8 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
             outputs, queue, compute = served.call(inputs)
             timer.ran(queue, compute)
             response = respond(request, outputs, served.name, served.output_datatypes)
-            write_outputs(shm, response)
+            if request.outputs is not None:  # only requested outputs name regions
+                write_outputs(shm, response)
             return grpc_codec.encode_response(response)
 
     def _model(self, name: str, version: str) -> ServedModel:

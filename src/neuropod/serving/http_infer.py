@@ -49,7 +49,8 @@ async def infer(
         outputs, queue, compute = await served.infer(inputs)
         timer.ran(queue, compute)
         response = respond(request, outputs, served.name, served.output_datatypes)
-        write_outputs(shm, response)
+        if request.outputs is not None:  # only requested outputs name regions
+            write_outputs(shm, response)
         header, raws = http_codec.encode_response(response)
     if not raws:
         return _JSON, [header]

@@ -81,6 +81,32 @@ MODELS: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]], str]] = {
             return lambda b, h, u, d: {"b": ~b, "h": h * 2, "u": u + 1, "d": d * 0.5}
         """,
     ),
+    # Declares two outputs but produces only o_int: a model may leave optional outputs out.
+    "partial": (
+        [{"name": "x", "dtype": "int64", "shape": [None]}],
+        [
+            {"name": "o_int", "dtype": "int64", "shape": [None]},
+            {"name": "o_bool", "dtype": "bool", "shape": [None]},
+        ],
+        """
+        def get_model(data_dir):
+            return lambda x: {"o_int": x * 2}
+        """,
+    ),
+    "wide_ints": (
+        [
+            {"name": "u64", "dtype": "uint64", "shape": [None]},
+            {"name": "i64", "dtype": "int64", "shape": [None]},
+        ],
+        [
+            {"name": "u64", "dtype": "uint64", "shape": [None]},
+            {"name": "i64", "dtype": "int64", "shape": [None]},
+        ],
+        """
+        def get_model(data_dir):
+            return lambda u64, i64: {"u64": u64, "i64": i64}
+        """,
+    ),
 }
 
 

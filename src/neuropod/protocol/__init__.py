@@ -7,9 +7,15 @@ the other reads:
 - ``binary``: raw tensor bytes (binary tensor extension, gRPC raw contents), ``BYTES``
   length-prefixed strings, splitting an HTTP body into its JSON header and binary part.
 - ``tensors``: one tensor entry of a JSON request or response, inline or binary.
+- ``infer``: an inference request and its response as data (``InferRequest``,
+  ``InferResponse``), whatever carried them.
+- ``http_codec``: those in HTTP bodies (JSON and binary tensors), for servers and clients.
 - ``grpc``: the generated gRPC messages and service, and tensors in them.
+- ``grpc_codec``: inference requests and responses in gRPC messages, and model metadata.
+- ``keys``: the wire keys (parameters, metadata parameters) neuropod reads and writes.
 
-Importing this package imports numpy only; ``neuropod.protocol.grpc`` imports grpc.
+Importing this package imports numpy only (and orjson when installed);
+``neuropod.protocol.grpc`` and ``grpc_codec`` import grpc.
 """
 
 from neuropod.protocol.binary import (
@@ -36,6 +42,14 @@ from neuropod.protocol.datatypes import (
     spec_dtype_to_datatype,
 )
 from neuropod.protocol.errors import ProtocolError
+from neuropod.protocol.infer import (
+    InferRequest,
+    InferResponse,
+    OutputTensor,
+    RequestedOutput,
+    SharedMemoryInput,
+    respond,
+)
 from neuropod.protocol.tensors import (
     parameters_of,
     parse_shape,
@@ -51,7 +65,12 @@ __all__ = [
     "DATATYPES",
     "HEADER_LENGTH",
     "BinaryReader",
+    "InferRequest",
+    "InferResponse",
+    "OutputTensor",
     "ProtocolError",
+    "RequestedOutput",
+    "SharedMemoryInput",
     "array_datatype",
     "config_type_to_datatype",
     "datatype_to_config_type",
@@ -65,6 +84,7 @@ __all__ = [
     "parse_shape",
     "raw_size",
     "read_tensor",
+    "respond",
     "spec_dtype_to_datatype",
     "split_body",
     "tensor_from_json",

@@ -29,12 +29,7 @@ import numpy as np
 
 from neuropod.protocol.datatypes import BYTES, array_datatype, datatype_to_numpy
 from neuropod.protocol.errors import ProtocolError
-
-#: The HTTP header holding the length of the JSON part of a body with binary tensors.
-HEADER_LENGTH = "Inference-Header-Content-Length"
-
-#: The parameter of a tensor that says its data is binary, and how many bytes it has.
-BINARY_DATA_SIZE = "binary_data_size"
+from neuropod.protocol.keys import BINARY_DATA_SIZE, HEADER_LENGTH
 
 _LENGTH = struct.Struct("<I")
 

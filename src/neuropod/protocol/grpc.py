@@ -107,12 +107,12 @@ def tensor_from_message(tensor: Any, raw: bytes | bytearray | memoryview | None)
     """
     name = tensor.name
     shape = tuple(tensor.shape)
-    if any(dim < 0 for dim in shape):
+    if shape and min(shape) < 0:
         raise ProtocolError(f"Tensor '{name}': shape must hold non-negative sizes, got {list(shape)}")
     datatype = tensor.datatype
-    dtype = datatype_to_numpy(datatype)
     if raw is not None:
         return tensor_from_raw(raw, datatype, shape, name=name)
+    dtype = datatype_to_numpy(datatype)
     field = _CONTENTS_FIELDS.get(datatype)
     if field is None:
         raise ProtocolError(

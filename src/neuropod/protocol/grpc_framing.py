@@ -121,10 +121,10 @@ def join_raw_contents(message: Any, field: int, raws: Sequence[Buffer]) -> bytes
         The encoded message.
     """
     parts: list[Buffer] = [message.SerializeToString()]
-    key = _varint((field << 3) | _LENGTH_DELIMITED)
+    key = varint((field << 3) | _LENGTH_DELIMITED)
     for raw in raws:
         size = raw.nbytes if isinstance(raw, memoryview) else len(raw)
-        parts.append(key + _varint(size))
+        parts.append(key + varint(size))
         parts.append(raw)
     return b"".join(parts)
 
@@ -145,7 +145,8 @@ def _read_varint(data: bytes, position: int) -> tuple[int, int]:
             raise ProtocolError("The message holds a varint longer than 10 bytes")
 
 
-def _varint(value: int) -> bytes:
+def varint(value: int) -> bytes:
+    """The protobuf varint encoding of a non-negative int."""
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
@@ -162,4 +163,4 @@ def _type_name(message_type: Any) -> str:
     return str(message_type.DESCRIPTOR.name)
 
 
-__all__ = ["RAW_INPUT_FIELD", "RAW_OUTPUT_FIELD", "join_raw_contents", "split_raw_contents"]
+__all__ = ["RAW_INPUT_FIELD", "RAW_OUTPUT_FIELD", "join_raw_contents", "split_raw_contents", "varint"]

@@ -26,8 +26,10 @@ from typing import Any
 import numpy as np
 
 from neuropod.protocol.binary import BINARY_DATA_SIZE, BinaryReader, tensor_from_raw, tensor_to_raw
-from neuropod.protocol.datatypes import array_datatype, datatype_to_numpy
+from neuropod.protocol.datatypes import DATATYPES, array_datatype, datatype_to_numpy
 from neuropod.protocol.errors import ProtocolError
+
+_DATATYPES = frozenset(DATATYPES)
 
 # What JSON numbers each kind of datatype accepts, by numpy kind of the parsed data.
 _ACCEPTED_KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "fiu"}
@@ -39,11 +41,12 @@ def parse_shape(shape: object, name: str) -> tuple[int, ...]:
     Raises:
         ProtocolError: it is anything else.
     """
-    if isinstance(shape, list) and all(
-        type(dim) is int and dim >= 0
-        for dim in shape  # noqa: E721 - bool is not a dim
-    ):
-        return tuple(shape)
+    if isinstance(shape, list):
+        for dim in shape:
+            if type(dim) is not int or dim < 0:  # noqa: E721 - bool is not a dim
+                break
+        else:
+            return tuple(shape)
     raise ProtocolError(f"Tensor '{name}': shape must be a list of non-negative integers, got {shape!r}")
 
 
@@ -87,6 +90,10 @@ def tensor_from_json(data: object, datatype: str, shape: Sequence[int], *, name:
         return np.array(items, dtype=str).reshape(shape)
     if count == 0:
         return np.empty(shape, dtype)
+    if dtype.kind in "iu" and parsed.dtype.kind in "fO":
+        # numpy makes float64 (or objects) of integers beyond int64, losing the low digits of
+        # UINT64 values over 2**53: such data is checked and converted from Python's ints.
+        return _exact_integers(data, dtype, datatype, name).reshape(shape)
     if parsed.dtype.kind not in _ACCEPTED_KINDS[dtype.kind]:
         raise ProtocolError(
             f"Tensor '{name}': {datatype} data must hold {_expected(dtype)}, but holds {_kind_name(parsed)}"
@@ -108,6 +115,29 @@ def tensor_from_json(data: object, datatype: str, shape: Sequence[int], *, name:
                 f"but holds {parsed.reshape(-1)[np.abs(parsed).argmax()]:g}"
             )
     return parsed.astype(dtype, copy=False).reshape(shape)
+
+
+def _exact_integers(data: list[Any], dtype: np.dtype, datatype: str, name: str) -> np.ndarray:
+    items = np.array(data, dtype=object).reshape(-1).tolist()
+    info = np.iinfo(dtype)
+    for item in items:
+        if type(item) is int:  # noqa: E721 - a JSON true is no integer
+            continue
+        if isinstance(item, float) and item.is_integer() and abs(item) >= 2**63:
+            # An integer beyond the JSON parser's own ints (orjson's are 64-bit), made a float.
+            raise ProtocolError(
+                f"Tensor '{name}': {datatype} data must lie in [{info.min}, {info.max}], "
+                f"but holds {item:.17g}"
+            )
+        kind = "non-integral numbers" if isinstance(item, float) else "strings or other values"
+        raise ProtocolError(f"Tensor '{name}': {datatype} data must hold integers, but holds {kind}")
+    low, high = min(items), max(items)
+    if low < info.min or high > info.max:
+        raise ProtocolError(
+            f"Tensor '{name}': {datatype} data must lie in [{info.min}, {info.max}], "
+            f"but holds {low if low < info.min else high}"
+        )
+    return np.array(items, dtype=dtype)
 
 
 def tensor_to_json(array: np.ndarray) -> list[Any]:
@@ -148,7 +178,8 @@ def read_tensor(entry: object, reader: BinaryReader, *, where: str = "input") ->
     if size is not None:
         if "data" in entry:
             raise ProtocolError(f"Tensor '{name}' has both 'data' and parameter {BINARY_DATA_SIZE}; give one")
-        datatype_to_numpy(datatype)  # an unknown datatype reads better than a size mismatch
+        if datatype not in _DATATYPES:
+            datatype_to_numpy(datatype)  # raises: an unknown datatype reads better than a size mismatch
         return name, tensor_from_raw(reader.take(size, name), datatype, shape, name=name)
     if "data" not in entry:
         raise ProtocolError(f"Tensor '{name}' has no 'data' (nor parameter {BINARY_DATA_SIZE})")

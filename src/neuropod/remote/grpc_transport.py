@@ -15,27 +15,15 @@ import grpc
 import numpy as np
 
 from neuropod.errors import InferenceError, NeuropodError
+from neuropod.protocol import grpc_codec
 from neuropod.protocol.errors import ProtocolError
-from neuropod.protocol.grpc import (
-    MESSAGE_SIZE_OPTIONS,
-    service_pb2,
-    service_pb2_grpc,
-    tensor_from_message,
-    tensor_to_message,
-)
-from neuropod.protocol.grpc_framing import (
-    RAW_INPUT_FIELD,
-    RAW_OUTPUT_FIELD,
-    join_raw_contents,
-    split_raw_contents,
-)
+from neuropod.protocol.grpc import MESSAGE_SIZE_OPTIONS, service_pb2, service_pb2_grpc
+from neuropod.protocol.infer import InferRequest
+from neuropod.protocol.keys import NEUROPOD_PLATFORM, SPEC_PARAMETERS
 from neuropod.remote.backend import GrpcOptions, RemoteBackend
 from neuropod.remote.errors import error_for_code, timeout_error
 
 _MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
-
-# The parameters of Triton's model config that carry a neuropod server's exact specs.
-_SPEC_PARAMETERS = ("neuropod_platform", "neuropod_inputs", "neuropod_outputs")
 
 
 class GrpcBackend(RemoteBackend):
@@ -87,11 +75,11 @@ class GrpcBackend(RemoteBackend):
         except grpc.RpcError:
             return metadata  # not a neuropod server (or an old one): its metadata will do
         parameters = {}
-        for key in _SPEC_PARAMETERS:
+        for key in SPEC_PARAMETERS:
             if key in config.parameters:
                 text = config.parameters[key].string_value
                 try:
-                    parameters[key] = text if key == "neuropod_platform" else json.loads(text)
+                    parameters[key] = text if key == NEUROPOD_PLATFORM else json.loads(text)
                 except ValueError:
                     return metadata
         if parameters:
@@ -107,20 +95,18 @@ class GrpcBackend(RemoteBackend):
             InferenceTimeout: the timeout ran out (DEADLINE_EXCEEDED).
             InferenceError: the model failed, or the connection did.
         """
-        request = service_pb2.ModelInferRequest(model_name=self._url.model, model_version=self._url.version)
-        raws = [tensor_to_message(request.inputs.add(), name, array) for name, array in inputs.items()]
-        data = self._call(self._infer, join_raw_contents(request, RAW_INPUT_FIELD, raws))
+        request = InferRequest(dict(inputs), model_name=self._url.model, model_version=self._url.version)
+        data = self._call(self._infer, grpc_codec.encode_request(request))
         try:
-            outputs = {}
-            reply, contents = split_raw_contents(data, service_pb2.ModelInferResponse, RAW_OUTPUT_FIELD)
-            for i, tensor in enumerate(reply.outputs):
-                array = tensor_from_message(tensor, contents[i] if i < len(contents) else None)
-                # Raw contents are bytes, which numpy views read-only; local models return
-                # arrays the caller may write to.
-                outputs[tensor.name] = array if array.flags.writeable else array.copy()
+            response = grpc_codec.decode_response(data)
         except ProtocolError as exc:
             raise InferenceError(f"The server's answer for {self._where} breaks the protocol: {exc}") from exc
-        return outputs
+        # Raw contents are bytes, which numpy views read-only; local models return arrays the
+        # caller may write to.
+        return {
+            tensor.name: tensor.array if tensor.array.flags.writeable else tensor.array.copy()
+            for tensor in response.outputs
+        }
 
     def _call(self, method: Any, request: Any, *, loading: bool = False) -> Any:
         try:

@@ -15,9 +15,11 @@ import httpx
 import numpy as np
 
 from neuropod.errors import InferenceError, NeuropodError, PackageError
-from neuropod.protocol.binary import HEADER_LENGTH, BinaryReader, parse_header_length, split_body
+from neuropod.protocol import http_codec
+from neuropod.protocol.binary import parse_header_length
 from neuropod.protocol.errors import ProtocolError
-from neuropod.protocol.tensors import read_tensor, write_tensor
+from neuropod.protocol.infer import InferRequest
+from neuropod.protocol.keys import HEADER_LENGTH
 from neuropod.remote.backend import HttpOptions, RemoteBackend
 from neuropod.remote.errors import connection_error, error_for_status, timeout_error
 
@@ -68,17 +70,8 @@ class HttpBackend(RemoteBackend):
             InferenceTimeout: the timeout ran out.
             InferenceError: the model failed, or the connection did.
         """
-        entries = []
-        raws = []
-        for name, array in inputs.items():
-            entry, raw = write_tensor(name, array, binary=self._binary)
-            entries.append(entry)
-            if raw is not None:
-                raws.append(raw)
-        header = json.dumps(
-            {"inputs": entries, "parameters": {"binary_data_output": self._binary}},
-            separators=(",", ":"),
-        ).encode()
+        request = InferRequest(dict(inputs), binary_data_output=self._binary)
+        header, raws = http_codec.encode_request(request, binary=self._binary)
         if raws:
             # The tensors' bytes are sent from the arrays themselves, never joined into a copy.
             content: bytes | list[Any] = [header, *raws]
@@ -97,20 +90,8 @@ class HttpBackend(RemoteBackend):
             raise InferenceError(f"The server's answer for {self._where} breaks the protocol: {exc}") from exc
 
     def _read_outputs(self, response: _Answer) -> dict[str, np.ndarray]:
-        json_part, binary_part = split_body(
-            response.content, parse_header_length(response.headers.get(HEADER_LENGTH))
-        )
-        try:
-            answer = json.loads(bytes(json_part))
-        except ValueError as exc:
-            raise ProtocolError(f"its JSON does not parse ({exc})") from None
-        entries = answer.get("outputs") if isinstance(answer, dict) else None
-        if not isinstance(entries, list):
-            raise ProtocolError(f"it has no list of outputs: {bytes(json_part[:200])!r}")
-        reader = BinaryReader(binary_part)
-        outputs = dict(read_tensor(entry, reader, where="output") for entry in entries)
-        reader.finish()
-        return outputs
+        header_length = parse_header_length(response.headers.get(HEADER_LENGTH))
+        return http_codec.decode_response(response.content, header_length).arrays()
 
     def _send(self, method: str, path: str, *, loading: bool = False, **kwargs: Any) -> _Answer:
         try:

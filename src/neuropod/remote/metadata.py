@@ -15,6 +15,7 @@ from neuropod.errors import PackageError, SpecError
 from neuropod.package.config import ModelConfig
 from neuropod.protocol.datatypes import datatype_to_spec_dtype
 from neuropod.protocol.errors import ProtocolError
+from neuropod.protocol.keys import NEUROPOD_INPUTS, NEUROPOD_OUTPUTS, NEUROPOD_PLATFORM
 from neuropod.spec.tensor_spec import TensorSpec, parse_specs
 
 
@@ -35,15 +36,15 @@ def config_from_metadata(metadata: Mapping[str, Any], model: str, where: str) ->
     """
     parameters = metadata.get("parameters") or {}
     try:
-        if isinstance(parameters, Mapping) and "neuropod_inputs" in parameters:
-            inputs = parse_specs(parameters["neuropod_inputs"], "input")
-            outputs = parse_specs(parameters.get("neuropod_outputs", []), "output")
+        if isinstance(parameters, Mapping) and NEUROPOD_INPUTS in parameters:
+            inputs = parse_specs(parameters[NEUROPOD_INPUTS], "input")
+            outputs = parse_specs(parameters.get(NEUROPOD_OUTPUTS, []), "output")
         else:
             inputs = _specs_of_tensors(metadata.get("inputs"), "input")
             outputs = _specs_of_tensors(metadata.get("outputs"), "output")
     except (SpecError, ProtocolError) as exc:
         raise PackageError(f"The server's metadata for {where} is not usable: {exc}") from None
-    platform = parameters.get("neuropod_platform") if isinstance(parameters, Mapping) else None
+    platform = parameters.get(NEUROPOD_PLATFORM) if isinstance(parameters, Mapping) else None
     name = metadata.get("name")
     return ModelConfig(
         name=name if isinstance(name, str) and name else model,

@@ -16,44 +16,28 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
-import numpy as np
 from google.protobuf import json_format
 
 from neuropod.errors import NeuropodError
-from neuropod.protocol.binary import tensor_from_raw
-from neuropod.protocol.errors import ProtocolError
-from neuropod.protocol.grpc import (
-    MESSAGE_SIZE_OPTIONS,
-    get_parameters,
-    service_pb2,
-    service_pb2_grpc,
-    set_parameters,
-    tensor_from_message,
-    tensor_to_message,
-)
-from neuropod.protocol.grpc_framing import (
-    RAW_INPUT_FIELD,
-    RAW_OUTPUT_FIELD,
-    join_raw_contents,
-    split_raw_contents,
-)
+from neuropod.protocol import grpc_codec
+from neuropod.protocol.grpc import MESSAGE_SIZE_OPTIONS, service_pb2, service_pb2_grpc
+from neuropod.protocol.infer import respond
 from neuropod.serving.core import ServerCore
 from neuropod.serving.errors import BadRequest, NotFound, ServingError, Unavailable, classify
-from neuropod.serving.metadata import VERSION
+from neuropod.serving.metadata import metadata_properties
 from neuropod.serving.served_model import ServedModel
-from neuropod.serving.shm import REGION, region_window, write_output
+from neuropod.serving.shm import resolve_inputs, write_outputs
+from neuropod.serving.stats import RequestTimer
 
 logger = logging.getLogger("neuropod.serving")
 
-Message = TypeVar("Message")
 Handler = Callable[[Any, Any, grpc.ServicerContext], Any]
-#: The outputs a request asks for, with their parameters (``None``: every output).
-Requested = list[tuple[str, dict[str, Any]]] | None
 
 
 def start_grpc_server(core: ServerCore, host: str, port: int, threads: int) -> tuple[grpc.Server, int]:
@@ -91,7 +75,9 @@ def start_grpc_server(core: ServerCore, host: str, port: int, threads: int) -> t
 
 class _EncodedModelInfer:
     """Passes the generated service registration on to a server, with ``ModelInfer``
-    registered without (de)serializers, so that the servicer gets and returns its bytes."""
+    registered without (de)serializers, so that the servicer gets and returns its bytes, and
+    ``ModelMetadata`` without a response serializer: its answer carries the protocol's
+    ``properties``, which the generated message lacks (see ``neuropod.protocol.grpc_codec``)."""
 
     def __init__(self, server: grpc.Server):
         self.server = server
@@ -101,7 +87,11 @@ class _EncodedModelInfer:
 
     def add_registered_method_handlers(self, service: str, handlers: dict[str, Any]) -> None:
         encoded = grpc.unary_unary_rpc_method_handler(handlers["ModelInfer"].unary_unary)
-        handlers = {**handlers, "ModelInfer": encoded}
+        metadata = handlers["ModelMetadata"]
+        encoded_metadata = grpc.unary_unary_rpc_method_handler(
+            metadata.unary_unary, request_deserializer=metadata.request_deserializer
+        )
+        handlers = {**handlers, "ModelInfer": encoded, "ModelMetadata": encoded_metadata}
         self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
         self.server.add_registered_method_handlers(service, handlers)
 
@@ -156,10 +146,9 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
         return json_format.ParseDict(self.core.metadata(), service_pb2.ServerMetadataResponse())
 
     @_rpc()
-    def ModelMetadata(self, request: Any, context: Any) -> Any:
+    def ModelMetadata(self, request: Any, context: Any) -> bytes:
         served = self._model(request.name, request.version)
-        metadata = {k: v for k, v in served.metadata.items() if k != "parameters"}
-        return json_format.ParseDict(metadata, service_pb2.ModelMetadataResponse())
+        return grpc_codec.encode_model_metadata(served.metadata, metadata_properties(served.metadata))
 
     @_rpc()
     def ModelConfig(self, request: Any, context: Any) -> Any:
@@ -222,87 +211,27 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     @_rpc()
     def ModelInfer(self, data: bytes, context: Any) -> bytes:
-        try:
-            request, raws = split_raw_contents(data, service_pb2.ModelInferRequest, RAW_INPUT_FIELD)
-        except ProtocolError as exc:
-            raise BadRequest(str(exc)) from None
-        served = self._model(request.model_name, request.model_version)
+        started = time.perf_counter()
+        message, raws = grpc_codec.split_request(data)
+        served = self._model(message.model_name, message.model_version)
         if not self.core.accepting:
             raise Unavailable("The server is shutting down")
         shm = self.core.shm
-
-        def decode() -> tuple[dict[str, np.ndarray], Requested]:
-            return _read_inputs(request, raws, shm), _requested_outputs(request, served)
-
-        def encode(outputs: dict[str, np.ndarray], requested: Requested) -> bytes:
-            response = service_pb2.ModelInferResponse(
-                model_name=served.name, model_version=VERSION, id=request.id
-            )
-            datatypes = served.output_datatypes
-            contents: list[bytes | memoryview] = []
-            for name, parameters in requested if requested is not None else ((n, {}) for n in outputs):
-                array, tensor = outputs[name], response.outputs.add()
-                raw = tensor_to_message(tensor, name, array, datatypes[name])
-                if REGION in parameters:
-                    write_output(region_window(shm, name, parameters), name, raw)
-                    set_parameters(tensor.parameters, parameters)
-                    contents.append(b"")
-                else:
-                    contents.append(raw)
-            return join_raw_contents(response, RAW_OUTPUT_FIELD, contents)
-
-        return served.handle_blocking(decode, encode)
+        with RequestTimer(served.stats, started) as timer:
+            request = grpc_codec.read_request(message, raws)
+            request.check_outputs(served.output_datatypes, served.name)
+            inputs = resolve_inputs(shm, request)
+            timer.decoded()
+            outputs, queue, compute = served.call(inputs)
+            timer.ran(queue, compute)
+            response = respond(request, outputs, served.name, served.output_datatypes)
+            if request.outputs is not None:  # only requested outputs name regions
+                write_outputs(shm, response)
+            return grpc_codec.encode_response(response)
 
     def _model(self, name: str, version: str) -> ServedModel:
         self.core.check_version(name, version)
         return self.core.repository.get(name)
-
-
-def _read_inputs(request: Any, raw_contents: list[Any], shm: Any) -> dict[str, np.ndarray]:
-    raw_count = len(raw_contents)
-    used = 0
-    inputs: dict[str, np.ndarray] = {}
-    for tensor in request.inputs:
-        name = tensor.name
-        parameters = get_parameters(tensor.parameters)
-        if REGION in parameters:
-            window = region_window(shm, name, parameters)
-            if any(dim < 0 for dim in tensor.shape):
-                raise BadRequest(f"Tensor '{name}': shape must hold non-negative sizes")
-            array = tensor_from_raw(window, tensor.datatype, tuple(tensor.shape), name=name)
-        elif raw_count:
-            if used >= raw_count:
-                raise BadRequest(
-                    f"raw_input_contents has {raw_count} entries, fewer than the inputs that need data"
-                )
-            array = tensor_from_message(tensor, raw_contents[used])
-            used += 1
-        else:
-            array = tensor_from_message(tensor, None)
-        if name in inputs:
-            raise BadRequest(f"Input '{name}' is given more than once")
-        inputs[name] = array
-    if not inputs:
-        raise BadRequest("The request has no inputs")
-    if used != raw_count:
-        raise BadRequest(
-            f"raw_input_contents has {raw_count} entries, but {used} inputs take their data from it"
-        )
-    return inputs
-
-
-def _requested_outputs(request: Any, served: ServedModel) -> Requested:
-    if not request.outputs:
-        return None
-    requested = []
-    for output in request.outputs:
-        if output.name not in served.output_datatypes:
-            raise BadRequest(
-                f"Output '{output.name}' is not an output of model '{served.name}' "
-                f"(outputs: {', '.join(served.output_datatypes)})"
-            )
-        requested.append((output.name, get_parameters(output.parameters)))
-    return requested
 
 
 def _metadata(context: Any, key: str) -> str | None:

@@ -16,8 +16,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from neuropod.errors import NeuropodError
-from neuropod.protocol.binary import HEADER_LENGTH, parse_header_length
-from neuropod.serving import http_infer, json_codec, metrics
+from neuropod.protocol import json_codec
+from neuropod.protocol.binary import parse_header_length
+from neuropod.protocol.keys import HEADER_LENGTH
+from neuropod.serving import http_infer, metrics
 from neuropod.serving.core import ServerCore
 from neuropod.serving.errors import (
     BadRequest,
@@ -102,7 +104,9 @@ class HttpApp:
             headers, parts = _JSON, [json_codec.dumps({"error": str(exc)})]
             if status == 401:
                 headers = [*_JSON, (b"www-authenticate", b"Bearer")]
-        length = sum(len(part) if isinstance(part, bytes) else part.nbytes for part in parts)
+        length = 0
+        for part in parts:  # a loop, not a generator: this runs for every request
+            length += len(part) if isinstance(part, bytes) else part.nbytes
         if len(parts) > 1 and length <= _COALESCE_LIMIT:
             parts = [b"".join(parts)]
         await send(

@@ -9,7 +9,8 @@ client can rebuild them exactly:
   ``[{"name", "dtype", "shape"}]`` (symbols as strings, ``None`` as null).
 
 In the model metadata these are JSON values; in the Triton config (whose parameters are
-strings) they are JSON text under ``{"string_value": ...}``.
+strings) they are JSON text under ``{"string_value": ...}``, and so they are in the gRPC model
+metadata's ``properties`` (a ``map<string, string>``).
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from neuropod.protocol.datatypes import datatype_to_config_type, spec_dtype_to_datatype
+from neuropod.protocol.infer import VERSION
+from neuropod.protocol.keys import NEUROPOD_INPUTS, NEUROPOD_OUTPUTS, NEUROPOD_PLATFORM
 from neuropod.spec.tensor_spec import TensorSpec
-
-#: The version every served model has: packages are not versioned.
-VERSION = "1"
 
 #: The Triton config's ``backend`` of every model.
 BACKEND = "neuropod"
@@ -43,10 +43,20 @@ def spec_parameters(
 ) -> dict[str, Any]:
     """The ``parameters`` that carry the exact specs (see the module docstring)."""
     return {
-        "neuropod_platform": platform,
-        "neuropod_inputs": [spec.to_dict() for spec in inputs],
-        "neuropod_outputs": [spec.to_dict() for spec in outputs],
+        NEUROPOD_PLATFORM: platform,
+        NEUROPOD_INPUTS: [spec.to_dict() for spec in inputs],
+        NEUROPOD_OUTPUTS: [spec.to_dict() for spec in outputs],
     }
+
+
+def string_parameters(parameters: dict[str, Any]) -> dict[str, str]:
+    """Parameters as strings, for fields that hold only strings: JSON text but for strings."""
+    return {key: value if isinstance(value, str) else json.dumps(value) for key, value in parameters.items()}
+
+
+def metadata_properties(metadata: dict[str, Any]) -> dict[str, str]:
+    """The gRPC model metadata's ``properties``: the metadata's ``parameters`` as strings."""
+    return string_parameters(metadata.get("parameters") or {})
 
 
 def model_metadata(
@@ -130,10 +140,7 @@ def model_config(
         "input": tensors(inputs),
         "output": tensors(outputs),
         "instance_group": [{"name": name, "kind": "KIND_CPU", "count": instances}],
-        "parameters": {
-            key: {"string_value": value if isinstance(value, str) else json.dumps(value)}
-            for key, value in parameters.items()
-        },
+        "parameters": {key: {"string_value": text} for key, text in string_parameters(parameters).items()},
     }
     if max_queue_delay_ms is not None:
         config["dynamic_batching"] = {"max_queue_delay_microseconds": int(max_queue_delay_ms * 1000)}

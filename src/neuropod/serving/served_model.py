@@ -1,5 +1,8 @@
 """A loaded model as the server runs it: metadata computed once, bounded concurrency, stats.
 
+The front ends run a request as decode -> ``infer`` (or ``call``) -> encode inside a
+``RequestTimer`` of its ``stats``, which counts it.
+
 A model runs at most ``concurrency`` calls at once (its option; default its ``instances``,
 else 1); a request waits for a free slot, and that wait is its queue time. Where a call runs:
 
@@ -16,9 +19,9 @@ from __future__ import annotations
 import asyncio
 import queue
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -35,8 +38,6 @@ Servable = NeuropodModel
 Inputs = dict[str, np.ndarray]
 Outputs = dict[str, np.ndarray]
 Result = tuple[Outputs, float, float]
-R = TypeVar("R")
-Request = TypeVar("Request")
 
 #: Mean call time under which a one-slot model runs on the event loop, in seconds.
 INLINE_LIMIT = 0.0005
@@ -83,59 +84,6 @@ class ServedModel:
         self._mean_call = float("inf")  # no inline call before one call was timed
         self._closing = False
         self._closed = False
-
-    async def handle(
-        self, decode: Callable[[], tuple[Inputs, Request]], encode: Callable[[Outputs, Request], R]
-    ) -> R:
-        """Decode a request, run the model, encode the response, and count it in the stats.
-
-        For the event loop: the model runs inline or in a thread (see the module docstring).
-
-        Args:
-            decode: returns the inputs, and what ``encode`` needs to know of the request.
-            encode: builds the response from the outputs.
-
-        Returns:
-            What ``encode`` returns.
-
-        Raises:
-            Exception: whatever ``decode``, the model or ``encode`` raised (counted as a failure).
-        """
-        started = time.perf_counter()
-        executed = False
-        try:
-            inputs, request = decode()
-            decoded = time.perf_counter()
-            executed = True
-            outputs, queue, compute = await self.infer(inputs)
-            encode_start = time.perf_counter()
-            response = encode(outputs, request)
-        except BaseException:
-            self.stats.record_failure(time.perf_counter() - started, executed)
-            raise
-        done = time.perf_counter()
-        self.stats.record_success(done - started, queue, decoded - started, compute, done - encode_start)
-        return response
-
-    def handle_blocking(
-        self, decode: Callable[[], tuple[Inputs, Request]], encode: Callable[[Outputs, Request], R]
-    ) -> R:
-        """``handle`` for a thread that may block: the model runs in the calling thread."""
-        started = time.perf_counter()
-        executed = False
-        try:
-            inputs, request = decode()
-            decoded = time.perf_counter()
-            executed = True
-            outputs, queue, compute = self.call(inputs)
-            encode_start = time.perf_counter()
-            response = encode(outputs, request)
-        except BaseException:
-            self.stats.record_failure(time.perf_counter() - started, executed)
-            raise
-        done = time.perf_counter()
-        self.stats.record_success(done - started, queue, decoded - started, compute, done - encode_start)
-        return response
 
     async def infer(self, inputs: Mapping[str, np.ndarray]) -> Result:
         """Run the model without blocking the event loop for longer than a fast call.

@@ -19,6 +19,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from neuropod.protocol.binary import tensor_from_raw, tensor_to_raw
+from neuropod.protocol.infer import InferRequest, InferResponse, SharedMemoryInput
+from neuropod.protocol.keys import SHARED_MEMORY_BYTE_SIZE, SHARED_MEMORY_OFFSET, SHARED_MEMORY_REGION
 from neuropod.serving.errors import BadRequest, NotFound
 
 #: Where POSIX shared-memory objects live.
@@ -147,9 +152,45 @@ def _non_negative(region: str, field: str, value: object) -> int:
 
 
 #: Parameters of a tensor held in a region rather than in the request or response.
-REGION = "shared_memory_region"
-BYTE_SIZE = "shared_memory_byte_size"
-OFFSET = "shared_memory_offset"
+REGION = SHARED_MEMORY_REGION
+BYTE_SIZE = SHARED_MEMORY_BYTE_SIZE
+OFFSET = SHARED_MEMORY_OFFSET
+
+
+def resolve_inputs(registry: SharedMemoryRegistry, request: InferRequest) -> dict[str, np.ndarray]:
+    """A request's inputs as arrays: those held in regions become views of them.
+
+    Raises:
+        NotFound: a region is not registered.
+        BadRequest: a window is malformed or outside its region.
+        ProtocolError: a window does not fit its tensor's shape and datatype.
+    """
+    inputs = request.inputs
+    for value in inputs.values():
+        if type(value) is SharedMemoryInput:
+            break
+    else:
+        return inputs  # type: ignore[return-value]  # all arrays: the common case, checked above
+    arrays = {}
+    for name, value in inputs.items():
+        if isinstance(value, SharedMemoryInput):
+            window = region_window(registry, name, value.parameters)
+            value = tensor_from_raw(window, value.datatype, value.shape, name=name)
+        arrays[name] = value
+    return arrays
+
+
+def write_outputs(registry: SharedMemoryRegistry, response: InferResponse) -> None:
+    """Write the outputs that name a region into it.
+
+    Raises:
+        NotFound: a region is not registered.
+        BadRequest: a window is malformed, outside its region, or too small for its output.
+    """
+    for tensor in response.outputs:
+        if tensor.shared_memory is not None:
+            window = region_window(registry, tensor.name, tensor.shared_memory)
+            write_output(window, tensor.name, tensor_to_raw(tensor.array, tensor.datatype))
 
 
 def region_window(registry: SharedMemoryRegistry, tensor: str, parameters: Mapping[str, Any]) -> memoryview:

@@ -161,3 +161,49 @@ class ModelStats:
             },
             "batch_stats": [],
         }
+
+
+class RequestTimer:
+    """Times one request's phases: decoding, the model's run, encoding.
+
+    Used as ``with RequestTimer(stats) as timer:`` around the whole request: ``decoded`` when
+    the inputs are ready, ``ran`` once the model returned. Leaving the block counts a success,
+    or, on an exception, a failure (one that ran the model, once ``decoded`` was called).
+
+    Args:
+        stats: where the request is counted.
+        started: when it started (``time.perf_counter()``; default now).
+    """
+
+    __slots__ = ("_stats", "_started", "_decoded", "_ran", "_queue", "_compute")
+
+    def __init__(self, stats: ModelStats, started: float | None = None):
+        self._stats = stats
+        self._started = time.perf_counter() if started is None else started
+        self._decoded = 0.0
+        self._ran = 0.0
+        self._queue = 0.0
+        self._compute = 0.0
+
+    def decoded(self) -> None:
+        """The inputs are decoded; the model runs next."""
+        self._decoded = time.perf_counter()
+
+    def ran(self, queue: float, compute: float) -> None:
+        """The model returned after ``queue`` seconds waiting and ``compute`` seconds running."""
+        self._ran = time.perf_counter()
+        self._queue = queue
+        self._compute = compute
+
+    def __enter__(self) -> RequestTimer:
+        return self
+
+    def __exit__(self, kind: object, error: object, traceback: object) -> None:
+        done = time.perf_counter()
+        started = self._started
+        if kind is None:
+            self._stats.record_success(
+                done - started, self._queue, self._decoded - started, self._compute, done - self._ran
+            )
+        else:
+            self._stats.record_failure(done - started, self._decoded != 0.0)

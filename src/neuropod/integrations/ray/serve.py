@@ -5,7 +5,8 @@ Routes (under the application's route prefix), as ``neuropod serve`` answers the
 - ``POST /v2/models/NAME/infer`` (also ``/v2/models/NAME/versions/V/infer``): the request
   ``{"id"?, "inputs": [{"name", "shape", "datatype", "data"}], "outputs"?: [{"name"}]}``
   gets ``{"model_name", "model_version", "id"?, "outputs": [{"name", "shape", "datatype",
-  "data"}]}``; ``data`` is inline JSON (the binary extension is not spoken here).
+  "data"}]}``, read and written by ``neuropod.protocol.http_codec`` as ``neuropod serve``
+  does (binary tensors included; shared memory is not spoken here).
 - ``GET /v2/models/NAME``: the model's metadata; ``GET /v2/health/live`` and ``/ready``.
 
 Errors answer ``{"error": message}``: 400 for a request that breaks the protocol or the
@@ -23,7 +24,6 @@ run again request by request, so that one request's mistake fails that request o
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from collections.abc import Hashable, Mapping
 from typing import Any
@@ -31,15 +31,17 @@ from typing import Any
 import numpy as np
 from ray import serve
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from neuropod.errors import NeuropodError, SpecError, ValidationError
 from neuropod.integrations.ray.package_source import PackageSource, package_source
 from neuropod.loader import load_neuropod
 from neuropod.model import NeuropodModel
-from neuropod.protocol import BinaryReader, ProtocolError, read_tensor, spec_dtype_to_datatype, write_tensor
+from neuropod.protocol import ProtocolError, SharedMemoryInput, http_codec, respond, spec_dtype_to_datatype
+from neuropod.protocol.binary import parse_header_length
+from neuropod.protocol.keys import HEADER_LENGTH
 from neuropod.serving.errors import classify
-from neuropod.serving.metadata import VERSION, model_metadata
+from neuropod.serving.metadata import model_metadata
 from neuropod.spec import TensorValidator, batch_dim
 
 #: Default batching of ``neuropod_deployment``.
@@ -93,7 +95,7 @@ class NeuropodDeployment:
             if not rest or rest[0] != self._name:
                 return _error(404, f"No model named {rest[0] if rest else ''!r} here; this is {self._name!r}")
             if rest[-1] == "infer" and request.method == "POST":
-                return await self._infer_request(await request.body())
+                return await self._infer_request(await request.body(), request.headers.get(HEADER_LENGTH))
             if len(rest) == 1 and request.method == "GET":
                 return JSONResponse(self._metadata)
             return _error(404, f"No such path: {request.url.path}")
@@ -101,31 +103,26 @@ class NeuropodDeployment:
             status, _ = classify(exc)
             return _error(status, str(exc))
 
-    async def _infer_request(self, body: bytes) -> JSONResponse:
-        try:
-            request = json.loads(body)
-        except ValueError as exc:
-            raise ProtocolError(f"The request body is not JSON: {exc}") from None
-        if not isinstance(request, dict) or not isinstance(request.get("inputs"), list):
-            raise ProtocolError('The request must be a JSON object with an "inputs" list')
-        no_binary = BinaryReader(b"")
-        inputs = dict(read_tensor(entry, no_binary) for entry in request["inputs"])
+    async def _infer_request(self, body: bytes, header_length: str | None) -> Response:
+        request = http_codec.decode_request(body, parse_header_length(header_length))
+        request.check_outputs(self._datatypes, self._name)
+        for name, value in request.inputs.items():
+            if isinstance(value, SharedMemoryInput):
+                raise ProtocolError(
+                    f"Input '{name}' names a shared memory region, which a Ray Serve deployment "
+                    f"cannot read; send its data in the request"
+                )
+        inputs: dict[str, np.ndarray] = request.inputs  # type: ignore[assignment]  # arrays, checked above
         outputs = _raise_or(await self._infer_batch(inputs))
-        wanted = request.get("outputs")
-        names = list(outputs)
-        if isinstance(wanted, list):
-            names = [str(o.get("name")) for o in wanted if isinstance(o, dict)]
-        unknown = [name for name in names if name not in outputs]
-        if unknown:
-            raise ProtocolError(f"Requested output(s) {unknown} are not outputs of model '{self._name}'")
-        response: dict[str, Any] = {"model_name": self._name, "model_version": VERSION}
-        if request.get("id") is not None:
-            response["id"] = request["id"]
-        response["outputs"] = [
-            write_tensor(name, outputs[name], binary=False, datatype=self._datatypes.get(name))[0]
-            for name in names
-        ]
-        return JSONResponse(response)
+        response = respond(request, outputs, self._name, self._datatypes)
+        header, raws = http_codec.encode_response(response)
+        if not raws:
+            return Response(header, media_type="application/json")
+        return Response(
+            b"".join([header, *raws]),
+            media_type="application/octet-stream",
+            headers={HEADER_LENGTH: str(len(header))},
+        )
 
     @serve.batch(max_batch_size=MAX_BATCH_SIZE, batch_wait_timeout_s=BATCH_WAIT_TIMEOUT_S)
     async def _infer_batch(

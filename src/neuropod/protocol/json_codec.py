@@ -1,4 +1,4 @@
-"""JSON bodies of the HTTP front end, encoded and decoded with orjson when it is installed.
+"""JSON bodies of the HTTP protocol, encoded and decoded with orjson when it is installed.
 
 orjson (part of the ``serve`` extra) parses and writes a small inference body in about a
 microsecond each, against five to ten for the standard library: a tenth of the server's own

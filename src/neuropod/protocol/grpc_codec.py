@@ -1,0 +1,214 @@
+"""Inference requests and responses in gRPC messages, and the model metadata message.
+
+The one reader and writer of the gRPC form, for both sides: the server reads
+``ModelInferRequest`` and writes ``ModelInferResponse``, the remote backend the other way
+round. Messages travel encoded, so that raw contents are neither copied into nor out of
+protobuf objects (see ``neuropod.protocol.grpc_framing``): input arrays view the received
+message, outputs are appended from the arrays' memory.
+
+A server reads a request in two steps, ``split_request`` then ``read_request``, so that it can
+find the model (and start its statistics) before the tensors are read.
+
+The model metadata is Triton's ``ModelMetadataResponse`` plus the Open Inference Protocol's
+``map<string, string> properties = 6``, which Triton's generated message lacks: it is
+appended to the encoding as fields of its own, as a spec-compiled message would write it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+from google.protobuf import json_format
+
+from neuropod.protocol.errors import ProtocolError
+from neuropod.protocol.grpc import (
+    get_parameters,
+    service_pb2,
+    set_parameters,
+    tensor_from_message,
+    tensor_to_message,
+)
+from neuropod.protocol.grpc_framing import (
+    RAW_INPUT_FIELD,
+    RAW_OUTPUT_FIELD,
+    Buffer,
+    join_raw_contents,
+    split_raw_contents,
+    varint,
+)
+from neuropod.protocol.infer import (
+    InferRequest,
+    InferResponse,
+    OutputTensor,
+    RequestedOutput,
+    SharedMemoryInput,
+)
+from neuropod.protocol.keys import SHARED_MEMORY_REGION
+
+#: Field number of the protocol's ``ModelMetadataResponse.properties``.
+PROPERTIES_FIELD = 6
+
+_LENGTH_DELIMITED = 2
+_METADATA_FIELDS = ("name", "versions", "platform", "inputs", "outputs")
+
+
+#: ``split_request(data) -> (message, raws)``: parse an encoded ``ModelInferRequest`` for
+#: ``read_request``, leaving its raw contents in ``data`` (``message.model_name`` names the
+#: model); raises ``ProtocolError`` for an invalid encoding. A partial, not a function: it is
+#: on every call's path, and a partial adds no Python frame.
+split_request: Callable[[bytes], tuple[Any, list[Buffer]]] = functools.partial(
+    split_raw_contents, message_type=service_pb2.ModelInferRequest, field=RAW_INPUT_FIELD
+)
+
+
+def read_request(message: Any, raws: list[Buffer]) -> InferRequest:
+    """The request that ``split_request`` parsed.
+
+    Raises:
+        ProtocolError: no inputs, a duplicate input, raw contents that do not match the inputs,
+            or a tensor whose data does not fit its shape and datatype.
+    """
+    raw_count = len(raws)
+    used = 0
+    inputs: dict[str, np.ndarray | SharedMemoryInput] = {}
+    for tensor in message.inputs:
+        name = tensor.name
+        parameters = get_parameters(tensor.parameters) if tensor.parameters else {}
+        value: np.ndarray | SharedMemoryInput
+        if SHARED_MEMORY_REGION in parameters:
+            shape = tuple(tensor.shape)
+            if shape and min(shape) < 0:
+                raise ProtocolError(f"Tensor '{name}': shape must hold non-negative sizes, got {list(shape)}")
+            value = SharedMemoryInput(tensor.datatype, shape, parameters)
+        elif raw_count:
+            if used >= raw_count:
+                raise ProtocolError(
+                    f"raw_input_contents has {raw_count} entries, fewer than the inputs that need data"
+                )
+            value = tensor_from_message(tensor, raws[used])
+            used += 1
+        else:
+            value = tensor_from_message(tensor, None)
+        if name in inputs:
+            raise ProtocolError(f"Input '{name}' is given more than once")
+        inputs[name] = value
+    if not inputs:
+        raise ProtocolError("The request has no inputs")
+    if used != raw_count:
+        raise ProtocolError(
+            f"raw_input_contents has {raw_count} entries, but {used} inputs take their data from it"
+        )
+    outputs = (
+        [RequestedOutput(output.name, None, get_parameters(output.parameters)) for output in message.outputs]
+        if message.outputs
+        else None
+    )
+    return InferRequest(
+        inputs,
+        outputs=outputs,
+        id=message.id or None,
+        parameters=get_parameters(message.parameters) if message.parameters else None,
+        model_name=message.model_name,
+        model_version=message.model_version,
+    )
+
+
+def encode_response(response: InferResponse) -> bytes:
+    """Encode a ``ModelInferResponse``: one raw contents entry per output, in order.
+
+    An output held in shared memory has its region's parameters and an empty entry.
+
+    Raises:
+        ProtocolError: an output has no protocol datatype.
+    """
+    message = service_pb2.ModelInferResponse(
+        model_name=response.model_name, model_version=response.model_version, id=response.id or ""
+    )
+    contents: list[Buffer] = []
+    for output in response.outputs:
+        tensor = message.outputs.add()
+        if output.shared_memory is not None:
+            tensor.name = output.name
+            tensor.datatype = output.datatype
+            tensor.shape.extend(output.array.shape)
+            set_parameters(tensor.parameters, output.shared_memory)
+            contents.append(b"")
+        else:
+            contents.append(tensor_to_message(tensor, output.name, output.array, output.datatype))
+    return join_raw_contents(message, RAW_OUTPUT_FIELD, contents)
+
+
+def encode_request(request: InferRequest) -> bytes:
+    """Encode a ``ModelInferRequest``, as a client sends it: inputs as raw contents.
+
+    Raises:
+        ProtocolError: an input has no protocol datatype, or is a shared-memory reference.
+    """
+    message = service_pb2.ModelInferRequest(
+        model_name=request.model_name, model_version=request.model_version, id=request.id or ""
+    )
+    raws = []
+    for name, value in request.inputs.items():
+        if isinstance(value, SharedMemoryInput):
+            raise ProtocolError(f"Input '{name}': a client sends arrays, not shared-memory references")
+        raws.append(tensor_to_message(message.inputs.add(), name, value))
+    for output in request.outputs or ():
+        set_parameters(message.outputs.add(name=output.name).parameters, output.parameters)
+    set_parameters(message.parameters, request.parameters)
+    return join_raw_contents(message, RAW_INPUT_FIELD, raws)
+
+
+def decode_response(data: bytes) -> InferResponse:
+    """Read an encoded ``ModelInferResponse``, as a client receives it.
+
+    Returns:
+        The response; outputs sent as raw contents view ``data`` (read-only for ``bytes``).
+
+    Raises:
+        ProtocolError: the message is not valid, or an output does not fit its shape.
+    """
+    message, contents = split_raw_contents(data, service_pb2.ModelInferResponse, RAW_OUTPUT_FIELD)
+    outputs = []
+    for i, tensor in enumerate(message.outputs):
+        array = tensor_from_message(tensor, contents[i] if i < len(contents) else None)
+        outputs.append(OutputTensor(tensor.name, array, tensor.datatype, binary=True))
+    return InferResponse(outputs, message.model_name, message.model_version, message.id or None)
+
+
+def encode_model_metadata(metadata: Mapping[str, Any], properties: Mapping[str, str]) -> bytes:
+    """Encode a ``ModelMetadataResponse`` with the protocol's ``properties``.
+
+    Args:
+        metadata: the metadata in its JSON form (``name``, ``versions``, ``platform``,
+            ``inputs``, ``outputs``; other keys are left out).
+        properties: the ``properties`` map.
+
+    Returns:
+        The encoded message.
+    """
+    fields = {key: metadata[key] for key in _METADATA_FIELDS if key in metadata}
+    parts = [json_format.ParseDict(fields, service_pb2.ModelMetadataResponse()).SerializeToString()]
+    key = varint((PROPERTIES_FIELD << 3) | _LENGTH_DELIMITED)
+    for name, value in properties.items():
+        entry = _string_field(1, name) + _string_field(2, value)
+        parts.append(key + varint(len(entry)) + entry)
+    return b"".join(parts)
+
+
+def _string_field(number: int, text: str) -> bytes:
+    data = text.encode("utf-8")
+    return varint((number << 3) | _LENGTH_DELIMITED) + varint(len(data)) + data
+
+
+__all__ = [
+    "PROPERTIES_FIELD",
+    "decode_response",
+    "encode_model_metadata",
+    "encode_request",
+    "encode_response",
+    "read_request",
+    "split_request",
+]

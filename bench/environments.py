@@ -33,9 +33,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from neuropod.environments import prepare_environment  # noqa: E402
-from neuropod.loader import load_neuropod  # noqa: E402
-from test_environments import (  # noqa: E402  (the tests' wheel and model builders)
+from neuropod.environments import prepare_environment
+from neuropod.loader import load_neuropod
+from test_environments import (
     DEMO_CODE,
     NUMPY_CODE,
     local_requirements,

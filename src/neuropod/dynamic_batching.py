@@ -92,7 +92,7 @@ class DynamicBatcher(NeuropodModel):
 
 
 class _Request:
-    __slots__ = ("inputs", "rows", "key", "arrival", "future")
+    __slots__ = ("arrival", "future", "inputs", "key", "rows")
 
     def __init__(self, inputs: dict[str, np.ndarray]):
         self.inputs = inputs

@@ -122,9 +122,9 @@ class NeuropodModel:
             raise InferenceError(
                 f"Model '{self.name}' ({self.platform}) failed: {type(exc).__name__}: {exc}"
             ) from exc
-        outputs = scalars_as_arrays(outputs, python_scalars=True)
-        self._check_outputs(outputs)
-        return outputs
+        checked: dict[str, np.ndarray] = scalars_as_arrays(outputs, python_scalars=True)
+        self._check_outputs(checked)
+        return checked
 
     def allocate(self, name: str, shape: Sequence[int]) -> np.ndarray:
         """An uninitialized array for input ``name``, of its spec's dtype, to fill and pass to ``infer``.

@@ -97,9 +97,13 @@ def declared_options(platform: str) -> type[Options]:
         BackendUnavailable: no backend is known for the platform, or it cannot be imported.
     """
     backend = _resolved.get(platform)
-    if backend is None and platform not in _registered and platform in BUILTIN_OPTIONS:
-        if not any(ep.name == platform for ep in entry_points(group=ENTRY_POINT_GROUP)):
-            return BUILTIN_OPTIONS[platform]
+    if (
+        backend is None
+        and platform not in _registered
+        and platform in BUILTIN_OPTIONS
+        and not any(ep.name == platform for ep in entry_points(group=ENTRY_POINT_GROUP))
+    ):
+        return BUILTIN_OPTIONS[platform]
     return (backend or get_backend(platform)).declared_options()
 
 
@@ -114,6 +118,7 @@ def _import(platform: str, ref: str) -> type[Backend]:
             f"The backend for platform '{platform}' cannot be imported ({exc}){hint}"
         ) from exc
     try:
-        return getattr(module, attr)
+        backend: type[Backend] = getattr(module, attr)
+        return backend
     except AttributeError:
         raise BackendUnavailable(f"Module {module_name} has no backend class {attr!r}") from None

@@ -321,7 +321,8 @@ def _gpus() -> Sequence[Any]:
 
         return range(torch.cuda.device_count())
     try:
-        return keras.distribution.list_devices("gpu")
+        devices: Sequence[Any] = keras.distribution.list_devices("gpu")
+        return devices
     except RuntimeError:  # JAX raises where it has no GPU platform at all
         return []
 

@@ -69,7 +69,8 @@ class PythonBackend(Backend):
                 f"{where} returned {type(model).__name__}, but must return a callable model "
                 f"(called with the inputs as keyword arguments)"
             )
-        return model
+        checked: Callable[..., Any] = model
+        return checked
 
     def _requirements_hint(self) -> str:
         for name in (layout.REQUIREMENTS_LOCK, layout.REQUIREMENTS_IN):

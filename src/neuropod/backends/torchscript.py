@@ -74,7 +74,7 @@ class TorchScriptBackend(Backend):
                 # torch deprecates TorchScript in favour of torch.export; a package of platform
                 # torchscript has no other way to run, so the warning would only be noise.
                 warnings.filterwarnings("ignore", r"`torch\.jit\.load` is", DeprecationWarning)
-                module = torch.jit.load(str(path), map_location=self.device)
+                module = torch.jit.load(str(path), map_location=self.device)  # type: ignore[no-untyped-call]
         except RuntimeError as exc:
             raise PackageError(f"{package.path}: cannot load 0/data/{MODEL_FILE}: {exc}") from exc
         module.eval()
@@ -213,7 +213,8 @@ def _to_numpy(name: str, value: Any) -> np.ndarray:
             pass  # requires grad, not on the CPU, or no numpy dtype: take the slow path
         value = value.detach().cpu()
         try:
-            return value.numpy()
+            array: np.ndarray = value.numpy()
+            return array
         except TypeError as exc:
             raise InferenceError(f"Output '{name}' of dtype {value.dtype} has no numpy equivalent") from exc
     if isinstance(value, list) and all(isinstance(item, str) for item in value):

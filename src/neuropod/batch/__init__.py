@@ -24,6 +24,7 @@ from neuropod.batch.state import STATE_FILE
 from neuropod.spec.batch_dim import batch_symbol
 
 __all__ = [
+    "STATE_FILE",
     "BatchFailure",
     "Dataset",
     "DatasetError",
@@ -33,7 +34,6 @@ __all__ = [
     "LocalEngine",
     "Metric",
     "RunResult",
-    "STATE_FILE",
     "Shard",
     "Task",
     "TaskResult",

@@ -130,13 +130,14 @@ def _engine(args: argparse.Namespace) -> Engine:
         return LocalEngine()
     from neuropod.integrations.ray import RayEngine
 
-    return RayEngine(
+    engine: Engine = RayEngine(
         address=args.address,
         concurrency=args.concurrency,
         num_cpus=args.num_cpus,
         num_gpus=args.num_gpus,
         ship_package=args.ship_package,
     )
+    return engine
 
 
 def _positive(text: str) -> int:

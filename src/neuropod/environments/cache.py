@@ -16,6 +16,7 @@ is always whole; anything else is scratch that only a holder of the key's exclus
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -135,10 +136,9 @@ class EnvironmentCache:
     def touch(self, key: str) -> None:
         """Record that environment ``key`` was used now."""
         marker = self.root / key / LAST_USED
-        try:
+        # Failing to touch it is fine: a read-only cache still serves its environments.
+        with contextlib.suppress(OSError):
             marker.touch()
-        except OSError:
-            pass  # a read-only cache still serves its environments
 
     def metadata(self, key: str) -> dict[str, Any]:
         """What ``neuropod-env.json`` of environment ``key`` says (empty if unreadable)."""
@@ -256,10 +256,8 @@ def _size(path: Path) -> int:
     total = 0
     for dirpath, _dirnames, filenames in os.walk(path):
         for name in filenames:
-            try:
+            with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(dirpath, name)).st_size
-            except OSError:
-                pass
     return total
 
 

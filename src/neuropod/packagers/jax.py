@@ -294,7 +294,7 @@ def _check_arguments(
             if array.shape != aval.shape or array.dtype != aval.dtype:
                 raise PackageError(
                     f"Leaf {i} of params is {array.dtype}{list(array.shape)}, but the exported "
-                    f"function takes {aval.str_short()}"
+                    f"function takes {aval.str_short()}"  # type: ignore[no-untyped-call]
                 )
         avals = avals[len(param_arrays) :]
     for spec, tree, aval in zip(inputs, arg_trees[offset:], avals, strict=False):

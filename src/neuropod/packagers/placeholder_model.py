@@ -29,7 +29,7 @@ class PlaceholderModel:
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, **inputs):
-        sizes = {}
+        sizes = {}  # type: dict[str, int]
         for spec in self.input_spec:
             array = inputs.get(spec["name"])
             if array is None:

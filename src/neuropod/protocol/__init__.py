@@ -19,8 +19,6 @@ Importing this package imports numpy only (and orjson when installed);
 """
 
 from neuropod.protocol.binary import (
-    BINARY_DATA_SIZE,
-    HEADER_LENGTH,
     BinaryReader,
     decode_bytes_elements,
     encode_bytes_elements,
@@ -50,6 +48,7 @@ from neuropod.protocol.infer import (
     SharedMemoryInput,
     respond,
 )
+from neuropod.protocol.keys import BINARY_DATA_SIZE, HEADER_LENGTH
 from neuropod.protocol.tensors import (
     parameters_of,
     parse_shape,

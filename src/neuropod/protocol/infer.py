@@ -44,7 +44,7 @@ class SharedMemoryInput:
             ``..._offset``), checked when the region is looked up.
     """
 
-    __slots__ = ("datatype", "shape", "parameters")
+    __slots__ = ("datatype", "parameters", "shape")
 
     def __init__(self, datatype: str, shape: tuple[int, ...], parameters: dict[str, Any]):
         self.datatype = datatype
@@ -64,7 +64,7 @@ class RequestedOutput:
         parameters: its parameters as sent (a shared-memory region to write it to...).
     """
 
-    __slots__ = ("name", "binary", "parameters")
+    __slots__ = ("binary", "name", "parameters")
 
     def __init__(self, name: str, binary: bool | None = None, parameters: dict[str, Any] | None = None):
         self.name = name
@@ -88,14 +88,14 @@ class InferRequest:
         model_version: its version (``""``: any).
     """
 
-    __slots__ = ("inputs", "outputs", "id", "binary_data_output", "parameters", "model_name", "model_version")
+    __slots__ = ("binary_data_output", "id", "inputs", "model_name", "model_version", "outputs", "parameters")
 
     def __init__(
         self,
         inputs: dict[str, np.ndarray | SharedMemoryInput],
         *,
         outputs: list[RequestedOutput] | None = None,
-        id: str | None = None,  # noqa: A002 - the protocol's name
+        id: str | None = None,
         binary_data_output: bool = False,
         parameters: dict[str, Any] | None = None,
         model_name: str = "",
@@ -139,7 +139,7 @@ class OutputTensor:
         shared_memory: the parameters of the region the data was written to, or ``None``.
     """
 
-    __slots__ = ("name", "array", "datatype", "binary", "shared_memory")
+    __slots__ = ("array", "binary", "datatype", "name", "shared_memory")
 
     def __init__(
         self,
@@ -169,14 +169,14 @@ class InferResponse:
         id: the request's id (``None``: it had none).
     """
 
-    __slots__ = ("outputs", "model_name", "model_version", "id")
+    __slots__ = ("id", "model_name", "model_version", "outputs")
 
     def __init__(
         self,
         outputs: list[OutputTensor],
         model_name: str = "",
         model_version: str = VERSION,
-        id: str | None = None,  # noqa: A002 - the protocol's name
+        id: str | None = None,
     ):
         self.outputs = outputs
         self.model_name = model_name

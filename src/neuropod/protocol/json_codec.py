@@ -47,5 +47,6 @@ def dumps(value: Any, allow_nan: bool = False) -> bytes:
         TypeError: the value holds something JSON cannot represent.
     """
     if orjson is not None and not allow_nan:
-        return orjson.dumps(value)
+        encoded: bytes = orjson.dumps(value)
+        return encoded
     return json.dumps(value, separators=(",", ":")).encode()

@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from neuropod.protocol.binary import BINARY_DATA_SIZE, BinaryReader, tensor_from_raw, tensor_to_raw
+from neuropod.protocol.binary import BinaryReader, tensor_from_raw, tensor_to_raw
 from neuropod.protocol.datatypes import DATATYPES, array_datatype, datatype_to_numpy
 from neuropod.protocol.errors import ProtocolError
+from neuropod.protocol.keys import BINARY_DATA_SIZE
 
 _DATATYPES = frozenset(DATATYPES)
 
@@ -43,7 +44,7 @@ def parse_shape(shape: object, name: str) -> tuple[int, ...]:
     """
     if isinstance(shape, list):
         for dim in shape:
-            if type(dim) is not int or dim < 0:  # noqa: E721 - bool is not a dim
+            if type(dim) is not int or dim < 0:
                 break
         else:
             return tuple(shape)
@@ -121,7 +122,7 @@ def _exact_integers(data: list[Any], dtype: np.dtype, datatype: str, name: str) 
     items = np.array(data, dtype=object).reshape(-1).tolist()
     info = np.iinfo(dtype)
     for item in items:
-        if type(item) is int:  # noqa: E721 - a JSON true is no integer
+        if type(item) is int:
             continue
         if isinstance(item, float) and item.is_integer() and abs(item) >= 2**63:
             # An integer beyond the JSON parser's own ints (orjson's are 64-bit), made a float.
@@ -144,7 +145,8 @@ def tensor_to_json(array: np.ndarray) -> list[Any]:
     """The flat, row-major JSON ``data`` of a tensor: numbers, booleans, or strings."""
     if array.dtype.kind in "OSU":
         return [item.decode("utf-8") if isinstance(item, bytes) else str(item) for item in array.flat]
-    return array.reshape(-1).tolist()
+    items: list[Any] = array.reshape(-1).tolist()
+    return items
 
 
 def read_tensor(entry: object, reader: BinaryReader, *, where: str = "input") -> tuple[str, np.ndarray]:

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from neuropod.protocol.infer import VERSION
 from neuropod.serving.errors import BadRequest, NotFound, Unauthenticated
-from neuropod.serving.metadata import VERSION
 from neuropod.serving.repository import ModelRepository
 from neuropod.serving.shm import SharedMemoryRegistry
 

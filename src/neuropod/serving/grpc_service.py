@@ -118,7 +118,7 @@ def _rpc(public: bool = False) -> Callable[[Handler], Handler]:
     return decorate
 
 
-class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):
+class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type: ignore[misc]  # generated, untyped
     """The RPCs of one server.
 
     Args:

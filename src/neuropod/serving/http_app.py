@@ -49,7 +49,7 @@ _MODEL_ACTIONS = {"": "GET", "ready": "GET", "infer": "POST", "config": "GET", "
 class Request:
     """What a handler needs of an HTTP request."""
 
-    __slots__ = ("method", "parts", "headers", "body")
+    __slots__ = ("body", "headers", "method", "parts")
 
     def __init__(self, method: str, parts: list[str], headers: dict[bytes, bytes], body: bytes):
         self.method = method

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from neuropod.protocol.datatypes import datatype_to_config_type, spec_dtype_to_datatype
-from neuropod.protocol.infer import VERSION
+from neuropod.protocol.infer import VERSION as VERSION
 from neuropod.protocol.keys import NEUROPOD_INPUTS, NEUROPOD_OUTPUTS, NEUROPOD_PLATFORM
 from neuropod.spec.tensor_spec import TensorSpec
 

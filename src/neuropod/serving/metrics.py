@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from neuropod.serving.metadata import VERSION
+from neuropod.protocol.infer import VERSION
 from neuropod.serving.stats import Histogram, ModelStats
 
 #: The content type of the exposition format.

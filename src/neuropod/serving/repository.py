@@ -22,8 +22,8 @@ from typing import Any
 from neuropod.errors import NeuropodError
 from neuropod.loader import load_neuropod
 from neuropod.model import NeuropodModel
+from neuropod.protocol.infer import VERSION
 from neuropod.serving.errors import BadRequest, NotFound, ServingError, Unavailable
-from neuropod.serving.metadata import VERSION
 from neuropod.serving.options import OPTIONS_FILE, ModelOptions, is_package, read_model_folder
 from neuropod.serving.served_model import Servable, ServedModel
 

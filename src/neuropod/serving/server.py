@@ -12,6 +12,7 @@ http://127.0.0.1:41235 127.0.0.1:41236
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -171,10 +172,9 @@ class Server:
         loop, event, thread = self._loop, self._stop_requested, self._thread
         grpc_stopped = None if self._grpc_server is None else self._grpc_server.stop(self.drain_timeout)
         if loop is not None and event is not None and thread is not None and thread.is_alive():
-            try:
+            # RuntimeError: the loop closed in between.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(event.set)
-            except RuntimeError:  # the loop closed in between
-                pass
             thread.join()
         if grpc_stopped is not None:
             grpc_stopped.wait()

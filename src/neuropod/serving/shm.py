@@ -12,6 +12,7 @@ once the last of them goes.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import threading
@@ -60,10 +61,9 @@ class Region:
 
     def close(self) -> None:
         """Unmap, unless views are alive (then the mapping goes with the last of them)."""
-        try:
+        # BufferError: tensors still view it; the mmap object is freed, and unmapped, after them.
+        with contextlib.suppress(BufferError):
             self.mapping.close()
-        except BufferError:
-            pass  # tensors still view it; the mmap object is freed, and unmapped, after them
 
 
 class SharedMemoryRegistry:

@@ -16,7 +16,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from neuropod.serving.metadata import VERSION
+from neuropod.protocol.infer import VERSION
 
 #: Queued successes past which the request that queues one folds them.
 FOLD_EVERY = 1024
@@ -30,7 +30,7 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 class Histogram:
     """A Prometheus-style histogram: per-bucket counts, total count and sum, in seconds."""
 
-    __slots__ = ("buckets", "counts", "count", "total")
+    __slots__ = ("buckets", "count", "counts", "total")
 
     def __init__(self, buckets: tuple[float, ...] = LATENCY_BUCKETS):
         self.buckets = buckets
@@ -175,7 +175,7 @@ class RequestTimer:
         started: when it started (``time.perf_counter()``; default now).
     """
 
-    __slots__ = ("_stats", "_started", "_decoded", "_ran", "_queue", "_compute")
+    __slots__ = ("_compute", "_decoded", "_queue", "_ran", "_started", "_stats")
 
     def __init__(self, stats: ModelStats, started: float | None = None):
         self._stats = stats

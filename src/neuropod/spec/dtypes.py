@@ -24,7 +24,7 @@ ORIGINAL_DTYPES = (
 )
 
 #: Every element type a spec may name.
-DTYPES = ORIGINAL_DTYPES + ("bool", "float16")
+DTYPES = (*ORIGINAL_DTYPES, "bool", "float16")
 
 STRING = "string"
 
@@ -53,7 +53,7 @@ def canonical_dtype(dtype: Any) -> str:
         raise SpecError(
             f"{np_dtype.name!r} is not an allowed data type; expected one of: {', '.join(DTYPES)}"
         )
-    return np_dtype.name
+    return str(np_dtype.name)
 
 
 def numpy_dtype(name: str) -> np.dtype | None:
@@ -68,4 +68,4 @@ def describe_array_dtype(array: np.ndarray) -> str:
     if not array.dtype.isnative:
         # '>f4' is named float32 too; without this the message would read "float32, but was float32"
         return f"{array.dtype.name} in non-native byte order ({array.dtype.str!r})"
-    return array.dtype.name
+    return str(array.dtype.name)

@@ -5,7 +5,7 @@
     load_neuropod(path, use_ope=True, instances=2, timeout=5.0)
         NeuropodModel           validates every call, as for any backend
         └── WorkerBackend       backend.py    dispatches calls, allocate/seal
-            └── Instance ×N     instances.py  one call at a time, restarts after a crash
+            └── Instance x N    instances.py  one call at a time, restarts after a crash
                 └── WorkerSession  session.py one worker process: calls, crash, timeout
                     ├── Channel    channel.py  control messages + descriptors (socket pair)
                     │   ├── protocol.py        what the messages say

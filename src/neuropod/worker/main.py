@@ -7,6 +7,7 @@ application die while the model is busy, by the parent-death signal it asks the 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import faulthandler
 import os
@@ -58,10 +59,8 @@ def main(argv: Sequence[str]) -> None:
         pass
     finally:
         for stream in (sys.stdout, sys.stderr):
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 stream.flush()
-            except (OSError, ValueError):
-                pass
     # Skips interpreter teardown, where threads a framework left running could hang the exit.
     os._exit(status)
 

@@ -9,6 +9,7 @@ started from a short-lived thread would be killed with it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import signal
@@ -71,10 +72,8 @@ class WorkerProcess:
     def kill(self) -> None:
         """Kill the worker at once and reap it."""
         if self._popen.returncode is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 self._popen.kill()
-            except ProcessLookupError:
-                pass
         self._popen.wait()
         self._close_sentinel()
 

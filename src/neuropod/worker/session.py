@@ -7,6 +7,7 @@ Arrays the application received from a dead worker stay valid: they hold their m
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import select
@@ -77,10 +78,9 @@ class WorkerSession:
             self._poller.register(self.process.sentinel, select.POLLIN)
         arena = (self._arena.id, self._arena.size)
         load = (LOAD, pickle.dumps(settings, protocol=pickle.HIGHEST_PROTOCOL), arena)
-        try:
+        # If the worker died already, wait_ready reports how.
+        with contextlib.suppress(ChannelClosed):
             self._channel.send(load, [self._arena.fd])
-        except ChannelClosed:
-            pass  # wait_ready reports how the worker died
         self._arena.close_fd()
 
     def wait_ready(self) -> None:

@@ -13,6 +13,7 @@ block may be reused.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import itertools
 import mmap
@@ -49,7 +50,7 @@ class SharedBuffer:
         address: where the block is mapped in this process.
     """
 
-    __slots__ = ("id", "size", "fd", "mmap", "address", "closed", "held", "free", "on_unleased", "_lease")
+    __slots__ = ("_lease", "address", "closed", "fd", "free", "held", "id", "mmap", "on_unleased", "size")
 
     def __init__(self, buffer_id: int, size: int, fd: int, *, keep_fd: bool):
         self.id = buffer_id
@@ -109,7 +110,8 @@ class SharedBuffer:
              strides: tuple[int, ...] | None = None, *, leased: bool = False) -> np.ndarray:
         """An array on the block; with ``leased`` it keeps the block alive and busy."""
         buffer: Any = self.lease() if leased else self.mmap
-        return np.ndarray(shape, dtype, buffer=buffer, offset=offset, strides=strides)
+        array: np.ndarray = np.ndarray(shape, dtype, buffer=buffer, offset=offset, strides=strides)
+        return array
 
     def close_fd(self) -> None:
         """Close the descriptor, keeping the mapping (the block can then not be sent again)."""
@@ -122,10 +124,9 @@ class SharedBuffer:
         self.close_fd()
         if not self.closed:
             self.closed = True
-            try:
+            # BufferError: leased views still use it; the mapping goes with the last of them.
+            with contextlib.suppress(BufferError):
                 self.mmap.close()
-            except BufferError:
-                pass  # leased views still use it; the mapping goes with the last of them
 
     def __repr__(self) -> str:
         return f"<SharedBuffer {self.id} {self.size} bytes{' closed' if self.closed else ''}>"

@@ -148,9 +148,11 @@ def wire_array(value: Any) -> np.ndarray | None:
         return None
     kind = value.dtype.kind
     if kind in _WIRE_KINDS:
-        return np.asarray(value)  # a subclass travels as a plain array
+        plain: np.ndarray = np.asarray(value)  # a subclass travels as a plain array
+        return plain
     if kind == "O" and all(isinstance(item, str) for item in value.flat):
-        return np.array(value.tolist(), dtype=str).reshape(value.shape)
+        strings: np.ndarray = np.array(value.tolist(), dtype=str).reshape(value.shape)
+        return strings
     return None
 
 

@@ -220,9 +220,10 @@ def neuropod_deployment(
     deployment = NeuropodDeployment.options(  # type: ignore[attr-defined]  # a Deployment, once decorated
         num_replicas=num_replicas, ray_actor_options=actor_options
     )
-    return deployment.bind(
+    application: serve.Application = deployment.bind(
         package_source(package, ship_package), options, name, max_batch_size, batch_wait_timeout_s
     )
+    return application
 
 
 def _mergeable(model: NeuropodModel) -> bool:

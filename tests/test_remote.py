@@ -521,7 +521,7 @@ def test_specs_from_another_servers_metadata() -> None:
 
 def test_a_missing_client_library(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "httpx", None)  # makes "import httpx" fail
-    monkeypatch.delitem(sys.modules, "neuropod.remote.http_transport", raising=False)
+    monkeypatch.delitem(sys.modules, "neuropod.remote.http_backend", raising=False)
     with pytest.raises(BackendUnavailable, match=r"install it with: pip install 'neuropod\[remote\]'"):
         load_neuropod("http://127.0.0.1:9/v2/models/addition")
 

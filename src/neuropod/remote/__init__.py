@@ -5,8 +5,8 @@
     load_neuropod(url, timeout=5.0)          routes URLs here (``load_remote`` is the same call)
         NeuropodModel                         validates every call, as for any backend
         └── RemoteBackend          backend.py          URL, options, config from the metadata
-            ├── HttpBackend        http_transport.py   httpx.Client, binary tensors
-            └── GrpcBackend        grpc_transport.py   one grpc channel, raw contents
+            ├── HttpBackend        http_backend.py     httpx.Client, binary tensors
+            └── GrpcBackend        grpc_backend.py     one grpc channel, raw contents
     url.py       model URLs (http[s]://, grpc[s]://)
     metadata.py  the model's specs, from the server's metadata
     errors.py    server answers -> ValidationError, PackageError, InferenceError, InferenceTimeout

@@ -1,8 +1,8 @@
 """``RemoteBackend``: a model served elsewhere, behind the same backend contract as a local one.
 
 ``RemoteBackend`` holds what both protocols share (the URL, the options, the config read from
-the server's metadata); ``HttpBackend`` (``http_transport``) and ``GrpcBackend``
-(``grpc_transport``) connect and call. Their option declarations live here, so that options are
+the server's metadata); ``HttpBackend`` (``http_backend``) and ``GrpcBackend``
+(``grpc_backend``) connect and call. Their option declarations live here, so that options are
 checked without importing httpx or grpc.
 """
 
@@ -70,8 +70,8 @@ class GrpcOptions(Options):
 
 #: Each protocol's backend, imported (with its client library) when a model of it is opened.
 _BACKENDS = {
-    "http": ("neuropod.remote.http_transport", "HttpBackend", HttpOptions),
-    "grpc": ("neuropod.remote.grpc_transport", "GrpcBackend", GrpcOptions),
+    "http": ("neuropod.remote.http_backend", "HttpBackend", HttpOptions),
+    "grpc": ("neuropod.remote.grpc_backend", "GrpcBackend", GrpcOptions),
 }
 
 

@@ -14,6 +14,7 @@ import importlib
 import io
 import textwrap
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -105,16 +106,21 @@ def example_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return sorted(files.iterdir())
 
 
+def _import_or_skip(module_name: str) -> ModuleType:
+    """Import a module, skipping the test when an optional dependency of it is not installed."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name is None or error.name.split(".")[0] in ("neuropod", module_name.split(".")[0]):
+            raise
+        pytest.skip(f"{module_name} needs {error.name}, which is not installed")
+
+
 @pytest.mark.parametrize("module_name", _params())
 def test_docstring_examples(
     module_name: str, example_files: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if error.name is None or error.name.split(".")[0] == "neuropod":
-            raise
-        pytest.skip(f"{module_name} needs {error.name}, which is not installed")
+    module = _import_or_skip(module_name)
     for path in example_files:
         (tmp_path / path.name).symlink_to(path)
     monkeypatch.chdir(tmp_path)
@@ -139,3 +145,17 @@ def test_every_module_with_an_example_is_collected() -> None:
 
 def test_only_the_listed_modules_skip_examples() -> None:
     assert _modules_with_skipped_examples() == set(SKIPPED)
+
+
+def test_a_module_whose_dependency_is_missing_is_skipped_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "needs_missing.py").write_text("import neuropod_test_no_such_dependency\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(pytest.skip.Exception, match="needs_missing needs neuropod_test_no_such_dependency"):
+        _import_or_skip("needs_missing")
+
+
+def test_a_missing_module_of_the_package_itself_fails() -> None:
+    with pytest.raises(ModuleNotFoundError, match="neuropod.no_such_module"):
+        _import_or_skip("neuropod.no_such_module")

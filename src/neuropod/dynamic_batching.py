@@ -8,8 +8,9 @@ once on their inputs concatenated along dim 0, and each caller gets its own rows
 (Named after the ``dynamic_batching`` option of ``neuropod-serve.json`` and of Triton, and
 not to be confused with ``neuropod.batch``, which runs a model over a dataset.)
 
->>> adder = load_neuropod("adder.zip")  # doctest: +SKIP
->>> with DynamicBatcher(adder, max_batch_size=64, max_queue_delay_ms=2) as model:  # doctest: +SKIP
+>>> from neuropod import load_neuropod
+>>> adder = load_neuropod("adder.zip")
+>>> with DynamicBatcher(adder, max_batch_size=64, max_queue_delay_ms=2) as model:
 ...     model.infer({"x": np.ones((1, 3), np.float32), "y": np.ones((1, 3), np.float32)})
 {'out': array([[2., 2., 2.]], dtype=float32)}
 """

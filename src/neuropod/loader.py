@@ -70,7 +70,7 @@ def load_neuropod(
         EnvironmentBuildError: the package's environment could not be built (quotes uv).
         WorkerCrashed: with ``use_ope``, a worker died while loading the model.
 
-    >>> with load_neuropod("addition_model.zip") as model:  # doctest: +SKIP
+    >>> with load_neuropod("addition_model.zip") as model:
     ...     model.infer({"x": np.ones(3, np.float32), "y": np.ones(3, np.float32)})
     {'out': array([2., 2., 2.], dtype=float32)}
     """

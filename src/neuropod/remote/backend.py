@@ -200,6 +200,8 @@ def load_remote(
         InferenceTimeout: the server did not answer in time.
         BackendUnavailable: the protocol's client library (httpx, grpcio) is not installed.
 
+    The example needs a server at that address, so the test suite skips it:
+
     >>> with load_remote("http://127.0.0.1:8000/v2/models/adder") as model:  # doctest: +SKIP
     ...     model.infer({"x": np.ones(3, np.float32), "y": np.ones(3, np.float32)})
     {'out': array([2., 2., 2.], dtype=float32)}

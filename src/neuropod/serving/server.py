@@ -4,9 +4,11 @@ HTTP runs on an event loop (uvloop when installed) in a thread of its own, gRPC 
 thread pool, so a server can be embedded in any program and its tests; ``neuropod serve``
 runs the same object and waits for a signal.
 
->>> with Server(["adder.zip"], http_port=0, grpc_port=0) as server:  # doctest: +SKIP
+Port 0 picks a free port; the server says which it got:
+
+>>> with Server(["adder.zip"], http_port=0, grpc_port=0) as server:
 ...     print(server.http_url, server.grpc_address)
-http://127.0.0.1:41235 127.0.0.1:41236
+http://127.0.0.1:... 127.0.0.1:...
 """
 
 from __future__ import annotations

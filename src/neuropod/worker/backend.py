@@ -57,10 +57,12 @@ class WorkerBackend(Backend):
     ``timeout`` kills its worker and raises ``InferenceTimeout``. The next call starts a new
     worker. Workers exit when the application closes the model or dies, however it dies.
 
-    >>> with load_neuropod(path, use_ope=True, instances=2, timeout=10.0) as model:  # doctest: +SKIP
-    ...     image = model.allocate("image", (1200, 1920, 3))  # shared memory
-    ...     image[...] = camera_frame
-    ...     model.infer({"image": image})  # sends no tensor bytes
+    >>> from neuropod import load_neuropod
+    >>> with load_neuropod("addition_model.zip", use_ope=True, instances=2, timeout=10.0) as model:
+    ...     x = model.allocate("x", (3,))  # shared memory
+    ...     x[...] = 1.0
+    ...     model.infer({"x": x, "y": x})  # sends no tensor bytes
+    {'out': array([2., 2., 2.], dtype=float32)}
 
     Args:
         package: the opened package; it must stay open while the workers run.

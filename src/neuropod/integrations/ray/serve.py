@@ -206,6 +206,8 @@ def neuropod_deployment(
     Returns:
         The application.
 
+    The example needs a Ray cluster, so the test suite skips it:
+
     >>> from ray import serve  # doctest: +SKIP
     >>> serve.run(neuropod_deployment("model.zip", num_replicas=2), route_prefix="/")  # doctest: +SKIP
     """

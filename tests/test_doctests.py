@@ -157,5 +157,5 @@ def test_a_module_whose_dependency_is_missing_is_skipped_naming_it(
 
 
 def test_a_missing_module_of_the_package_itself_fails() -> None:
-    with pytest.raises(ModuleNotFoundError, match="neuropod.no_such_module"):
+    with pytest.raises(ModuleNotFoundError, match=r"neuropod\.no_such_module"):
         _import_or_skip("neuropod.no_such_module")

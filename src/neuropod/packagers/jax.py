@@ -22,7 +22,7 @@ import numpy as np
 from neuropod.errors import PackageError
 from neuropod.package import layout
 from neuropod.package.builder import PackageBuilder
-from neuropod.packagers.common import create_package
+from neuropod.packagers.common import create_package, one_source
 from neuropod.packagers.jax_shapes import symbolic_shapes
 from neuropod.spec.dtypes import STRING
 from neuropod.spec.tensor_spec import TensorSpec, parse_specs
@@ -108,10 +108,9 @@ def create_jax_neuropod(
     """
     import jax
 
-    if (fn is None) == (exported is None):
-        raise PackageError(
-            "create_jax_neuropod() needs exactly one of fn= (a function) or exported= (a jax.export.Exported)"
-        )
+    one_source(
+        "create_jax_neuropod", {"fn": (fn, "a function"), "exported": (exported, "a jax.export.Exported")}
+    )
     inputs = parse_specs(input_spec, "input")
     outputs = parse_specs(output_spec, "output")
     strings = list(dict.fromkeys(spec.name for spec in (*inputs, *outputs) if spec.dtype == STRING))
@@ -162,14 +161,7 @@ def create_jax_neuropod(
         )
 
     create_package(
-        "create_jax_neuropod",
-        platform="jax",
-        neuropod_path=neuropod_path,
-        model_name=model_name,
-        input_spec=inputs,
-        output_spec=outputs,
-        write_model=write_model,
-        common=common,
+        "create_jax_neuropod", "jax", neuropod_path, model_name, inputs, outputs, write_model, common
     )
 
 

@@ -155,14 +155,7 @@ def create_keras_neuropod(
         model.save(str(builder.root / layout.DATA_DIR / MODEL_FILE))
 
     create_package(
-        "create_keras_neuropod",
-        platform="keras",
-        neuropod_path=neuropod_path,
-        model_name=model_name,
-        input_spec=inputs,
-        output_spec=outputs,
-        write_model=write_model,
-        common=common,
+        "create_keras_neuropod", "keras", neuropod_path, model_name, inputs, outputs, write_model, common
     )
 
 

@@ -66,12 +66,6 @@ def create_placeholder_neuropod(
         builder.write_backend_config({"entrypoint": "get_model", "entrypoint_package": CODE_PACKAGE})
 
     create_package(
-        "create_placeholder_neuropod",
-        platform="python",
-        neuropod_path=neuropod_path,
-        model_name=model_name,
-        input_spec=inputs,
-        output_spec=outputs,
-        write_model=write_model,
-        common=common,
-    )
+        "create_placeholder_neuropod", "python", neuropod_path, model_name,
+        inputs, outputs, write_model, common,
+    )  # fmt: skip

@@ -96,15 +96,9 @@ def create_python_neuropod(
         builder.write_backend_config({"entrypoint": entrypoint, "entrypoint_package": entrypoint_package})
 
     create_package(
-        "create_python_neuropod",
-        platform="python",
-        neuropod_path=neuropod_path,
-        model_name=model_name,
-        input_spec=input_spec,
-        output_spec=output_spec,
-        write_model=write_model,
-        common=common,
-    )
+        "create_python_neuropod", "python", neuropod_path, model_name,
+        input_spec, output_spec, write_model, common,
+    )  # fmt: skip
 
 
 #: PyTorch eager models are packaged as Python code, as in the original Neuropod.

@@ -389,7 +389,7 @@ def test_stop_on_error_raises_the_first_error_with_its_rows(models, tmp_path):
 
 
 def test_run_options_and_dataset_errors(models, tmp_path):
-    with pytest.raises(OptionError, match="batch_size must be a positive int, got 0"):
+    with pytest.raises(OptionError, match="batch_size must be an int >= 1, got 0"):
         run(models["double"], {"x": rows(0, 2)}, batch_size=0)
     with pytest.raises(OptionError, match="engine must be 'local', 'ray' or an Engine, got 'spark'"):
         run(models["double"], {"x": rows(0, 2)}, engine="spark")

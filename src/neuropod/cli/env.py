@@ -9,6 +9,7 @@ import time
 from neuropod.cli.errors import CommandError
 from neuropod.cli.output import format_size, table
 from neuropod.environments import EnvironmentCache, default_cache_dir, prepare_environment
+from neuropod.options import number_at_least
 
 #: How many packages a row of ``env list`` names before it says how many more.
 LISTED_PACKAGES = 4
@@ -130,8 +131,8 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_prune(args: argparse.Namespace) -> int:
     """Remove leftovers, and old (or all) environments."""
-    if args.older_than is not None and args.older_than < 0:
-        raise CommandError(f"--older-than must be a number of days >= 0, got {args.older_than}")
+    if args.older_than is not None:
+        number_at_least(0, "days")("--older-than", args.older_than, CommandError)
     cache = EnvironmentCache(args.cache)
     removed, busy = cache.prune(older_than_days=args.older_than, remove_all=args.all)
     for key in removed:

@@ -11,6 +11,7 @@ from types import FrameType
 
 from neuropod.cli.arguments import add_load_options, load_options
 from neuropod.cli.errors import CommandError
+from neuropod.options import int_at_least
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -62,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("nothing to serve: give package paths, --repository DIR, or both")
     if args.no_http and args.no_grpc:
         raise CommandError("--no-http and --no-grpc leave nothing to serve")
-    if args.grpc_threads is not None and args.grpc_threads < 1:
-        raise CommandError(f"--grpc-threads must be at least 1, got {args.grpc_threads}")
+    if args.grpc_threads is not None:
+        int_at_least(1)("--grpc-threads", args.grpc_threads, CommandError)
     from neuropod.serving import Server
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

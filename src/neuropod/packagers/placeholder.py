@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from neuropod.errors import SpecError
+from neuropod.options import int_at_least, optional
 from neuropod.package import layout
 from neuropod.package.builder import PackageBuilder
 from neuropod.packagers import placeholder_model
@@ -51,8 +52,7 @@ def create_placeholder_neuropod(
         seed: seed of the random generator (``None``: different outputs on every load).
         **common: the arguments every packager takes (see the README).
     """
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise SpecError(f"seed must be None or a non-negative int, got {seed!r}")
+    optional(int_at_least(0))("seed", seed, SpecError)
     inputs = [spec.to_dict() for spec in parse_specs(input_spec, "input")]
     outputs = [spec.to_dict() for spec in parse_specs(output_spec, "output")]
 

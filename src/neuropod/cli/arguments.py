@@ -68,3 +68,27 @@ def load_options(args: argparse.Namespace) -> dict[str, Any]:
         except json.JSONDecodeError:
             options[key] = text
     return options
+
+
+def add_command(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    run: Callable[[argparse.Namespace], int],
+    **settings: Any,
+) -> argparse.ArgumentParser:
+    """Register the command ``name``, which ``run`` carries out; return its parser.
+
+    Args:
+        subparsers: the parent's subcommands.
+        name: the command's name.
+        run: takes the parsed arguments, returns the exit code.
+        **settings: ``add_parser``'s settings (``help``, ``description``, ``epilog``, ...).
+    """
+    parser = subparsers.add_parser(name, **settings)
+    parser.set_defaults(run=run)
+    return parser
+
+
+def add_package_argument(parser: argparse.ArgumentParser) -> None:
+    """Add the positional ``PATH`` of the package a command works on."""
+    parser.add_argument("path", metavar="PATH", help="a package directory or zip file")

@@ -6,6 +6,7 @@ import argparse
 import json
 import time
 
+from neuropod.cli.arguments import add_command
 from neuropod.cli.errors import CommandError
 from neuropod.cli.output import format_size, table
 from neuropod.environments import EnvironmentCache, default_cache_dir, prepare_environment
@@ -29,8 +30,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         parser_class=type(parser),
     )  # fmt: skip
 
-    prepare = commands.add_parser(
+    prepare = add_command(
+        commands,
         "prepare",
+        run_prepare,
         help="build the environments of packages now, so that loading them later is fast and offline",
         description="Build (or find in the cache) the environment each package would run in. "
         "A package that the running environment satisfies needs none, unless --force is given.",
@@ -43,20 +46,22 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--offline", action="store_true", help="install from uv's cache only, never the network"
     )
     _cache_argument(prepare)
-    prepare.set_defaults(run=run_prepare)
 
-    listing = commands.add_parser(
+    listing = add_command(
+        commands,
         "list",
+        run_list,
         help="list the cached environments",
         description="List the cached environments, least recently used first: hash, size "
         "(files shared with uv's cache included), packages, and when a model last used them.",
     )
     listing.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     _cache_argument(listing)
-    listing.set_defaults(run=run_list)
 
-    prune = commands.add_parser(
+    prune = add_command(
+        commands,
         "prune",
+        run_prune,
         help="remove cached environments",
         description="Remove what interrupted builds left behind and, with --older-than or --all, "
         "environments. An environment a running model uses is kept.",
@@ -66,7 +71,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     prune.add_argument("--all", action="store_true", help="remove every environment")
     _cache_argument(prune)
-    prune.set_defaults(run=run_prune)
 
 
 def _cache_argument(parser: argparse.ArgumentParser) -> None:

@@ -9,7 +9,7 @@ from neuropod.batch import STATE_FILE, RunResult
 from neuropod.batch import run as run_batches
 from neuropod.batch.engine import Engine, LocalEngine
 from neuropod.batch.runner import DEFAULT_BATCH_SIZE
-from neuropod.cli.arguments import add_load_options, load_options
+from neuropod.cli.arguments import add_command, add_load_options, add_package_argument, load_options
 from neuropod.cli.errors import CommandError
 from neuropod.cli.output import one_line
 
@@ -19,8 +19,10 @@ LISTED_FAILURES = 10
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the ``run`` command."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "run",
+        run,
         help="run a package over a dataset in batches, writing the outputs shard by shard",
         description="Feed a dataset (a folder of .npz files, of NAME.npy files or folders of "
         "them, of .parquet or Arrow files whose columns are named after the inputs) through a "
@@ -31,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         epilog="example: neuropod run model.zip --input data/ --output out/ --batch-size 4096 "
         "--engine ray --concurrency 4",
     )
-    parser.add_argument("path", metavar="PATH", help="a package directory or zip file")
+    add_package_argument(parser)
     parser.add_argument(
         "-i", "--input", required=True, metavar="DATA", help="the dataset: a folder or a file"
     )
@@ -72,7 +74,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "cannot read PATH",
     )
     add_load_options(parser)
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

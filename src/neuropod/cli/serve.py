@@ -9,15 +9,17 @@ import sys
 import threading
 from types import FrameType
 
-from neuropod.cli.arguments import add_load_options, load_options
+from neuropod.cli.arguments import add_command, add_load_options, load_options
 from neuropod.cli.errors import CommandError
 from neuropod.options import int_at_least
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the ``serve`` command."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "serve",
+        run,
         help="serve packages over HTTP and gRPC (KServe v2 / Triton protocol)",
         description="Serve packages, and/or a repository folder of them, with the Open Inference "
         "Protocol (KServe v2) and Triton's extensions, so that tritonclient, perf_analyzer and "
@@ -54,7 +56,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="how long to wait for requests in flight when stopping (default: 30)",
     )  # fmt: skip
     add_load_options(parser)
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

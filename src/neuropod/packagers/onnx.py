@@ -11,13 +11,11 @@ from typing import TYPE_CHECKING, Any
 from neuropod.errors import PackageError
 from neuropod.package import layout
 from neuropod.package.builder import PackageBuilder
-from neuropod.packagers.common import create_package, one_source
+from neuropod.packagers.common import CommonArgs, create_package, one_source
 from neuropod.spec.tensor_spec import Dim, TensorSpec, parse_specs
 
 if TYPE_CHECKING:
-    from typing_extensions import Unpack
-
-    from neuropod.packagers.common import CommonArgs
+    from typing_extensions import Unpack  # in typing from Python 3.11
 
 MODEL_FILE = "model.onnx"
 EXTERNAL_DATA_FILE = "model.onnx.data"

@@ -18,13 +18,11 @@ from neuropod.options import int_at_least, optional
 from neuropod.package import layout
 from neuropod.package.builder import PackageBuilder
 from neuropod.packagers import placeholder_model
-from neuropod.packagers.common import create_package
+from neuropod.packagers.common import CommonArgs, create_package
 from neuropod.spec.tensor_spec import parse_specs
 
 if TYPE_CHECKING:
-    from typing_extensions import Unpack
-
-    from neuropod.packagers.common import CommonArgs
+    from typing_extensions import Unpack  # in typing from Python 3.11
 
 CODE_PACKAGE = "neuropod_placeholder"
 

@@ -13,12 +13,10 @@ from neuropod.errors import PackageError
 from neuropod.package import layout
 from neuropod.package.builder import PackageBuilder
 from neuropod.packagers.code import IGNORE, check_code_path_spec, copy_code
-from neuropod.packagers.common import create_package
+from neuropod.packagers.common import CommonArgs, create_package
 
 if TYPE_CHECKING:
-    from typing_extensions import Unpack
-
-    from neuropod.packagers.common import CommonArgs
+    from typing_extensions import Unpack  # in typing from Python 3.11
 
 
 def create_python_neuropod(

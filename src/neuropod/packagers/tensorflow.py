@@ -11,14 +11,12 @@ from typing import TYPE_CHECKING, Any
 from neuropod.errors import PackageError
 from neuropod.package import layout
 from neuropod.package.builder import PackageBuilder
-from neuropod.packagers.common import create_package, one_source
+from neuropod.packagers.common import CommonArgs, create_package, one_source
 from neuropod.spec.dtypes import STRING
 from neuropod.spec.tensor_spec import TensorSpec, parse_specs
 
 if TYPE_CHECKING:
-    from typing_extensions import Unpack
-
-    from neuropod.packagers.common import CommonArgs
+    from typing_extensions import Unpack  # in typing from Python 3.11
 
 GRAPH_FILE = "model.pb"
 SAVED_MODEL_DIR = "savedmodel"

@@ -593,7 +593,9 @@ def test_command_errors(models, tmp_path, capsys):
     assert main([*base, "--address", "auto"]) == 2
     assert "--address apply to --engine ray only" in capsys.readouterr().err
     assert main([*base, "--batch-size", "0"]) == 2
-    assert "expected a positive integer, got '0'" in capsys.readouterr().err
+    assert "argument -b/--batch-size: expected an int >= 1, got '0'" in capsys.readouterr().err
+    assert main([*base, "--concurrency", "two"]) == 2
+    assert "argument --concurrency: expected an int >= 1, got 'two'" in capsys.readouterr().err
     x = rows(0, 3)
     x[2, 0] = -1
     np.savez(data / "part-0.npz", x=x)

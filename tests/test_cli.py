@@ -558,7 +558,7 @@ def test_platforms(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.Monke
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["p.zip", "--grpc-threads", "0"], "--grpc-threads must be an int >= 1, got 0"),
+        (["p.zip", "--grpc-threads", "0"], "argument --grpc-threads: expected an int >= 1, got '0'"),
         ([], "nothing to serve: give package paths, --repository DIR, or both"),
         (["p.zip", "--no-http", "--no-grpc"], "--no-http and --no-grpc leave nothing to serve"),
     ],

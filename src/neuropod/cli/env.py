@@ -6,8 +6,7 @@ import argparse
 import json
 import time
 
-from neuropod.cli.arguments import add_command
-from neuropod.cli.errors import CommandError
+from neuropod.cli.arguments import add_command, checked
 from neuropod.cli.output import format_size, table
 from neuropod.environments import EnvironmentCache, default_cache_dir, prepare_environment
 from neuropod.options import number_at_least
@@ -67,7 +66,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "environments. An environment a running model uses is kept.",
     )
     prune.add_argument(
-        "--older-than", type=float, metavar="DAYS", help="remove environments unused for DAYS days"
+        "--older-than",
+        type=checked(float, number_at_least(0, "days")),
+        metavar="DAYS",
+        help="remove environments unused for DAYS days",
     )
     prune.add_argument("--all", action="store_true", help="remove every environment")
     _cache_argument(prune)
@@ -135,8 +137,6 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_prune(args: argparse.Namespace) -> int:
     """Remove leftovers, and old (or all) environments."""
-    if args.older_than is not None:
-        number_at_least(0, "days")("--older-than", args.older_than, CommandError)
     cache = EnvironmentCache(args.cache)
     removed, busy = cache.prune(older_than_days=args.older_than, remove_all=args.all)
     for key in removed:

@@ -9,12 +9,15 @@ from neuropod.batch import STATE_FILE, RunResult
 from neuropod.batch import run as run_batches
 from neuropod.batch.engine import Engine, LocalEngine
 from neuropod.batch.runner import DEFAULT_BATCH_SIZE
-from neuropod.cli.arguments import add_command, add_load_options, add_package_argument, load_options
+from neuropod.cli.arguments import add_command, add_load_options, add_package_argument, checked, load_options
 from neuropod.cli.errors import CommandError
 from neuropod.cli.output import one_line
+from neuropod.options import int_at_least
 
 #: Failed batches listed in the summary; the state file lists them all.
 LISTED_FAILURES = 10
+
+_COUNT = checked(int, int_at_least(1))
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,7 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "-b",
         "--batch-size",
-        type=_positive,
+        type=_COUNT,
         default=DEFAULT_BATCH_SIZE,
         metavar="N",
         help=f"rows per call of the model (default {DEFAULT_BATCH_SIZE})",
@@ -60,7 +63,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         metavar="ADDRESS",
         help="the Ray cluster (e.g. auto, ray://head:10001); default: start Ray on this machine",
     )
-    group.add_argument("--concurrency", type=_positive, default=2, metavar="N", help="Ray actors (default 2)")
+    group.add_argument("--concurrency", type=_COUNT, default=2, metavar="N", help="Ray actors (default 2)")
     group.add_argument(
         "--num-cpus", type=float, default=1.0, metavar="X", help="CPUs per Ray actor (default 1)"
     )
@@ -139,12 +142,3 @@ def _engine(args: argparse.Namespace) -> Engine:
         ship_package=args.ship_package,
     )
 
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value

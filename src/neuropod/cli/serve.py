@@ -9,7 +9,7 @@ import sys
 import threading
 from types import FrameType
 
-from neuropod.cli.arguments import add_command, add_load_options, load_options
+from neuropod.cli.arguments import add_command, add_load_options, checked, load_options
 from neuropod.cli.errors import CommandError
 from neuropod.options import int_at_least
 
@@ -48,7 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--max-body-size", metavar="BYTES", type=int, default=2**31 - 1, help="largest request accepted"
     )
     parser.add_argument(
-        "--grpc-threads", metavar="N", type=int,
+        "--grpc-threads", metavar="N", type=checked(int, int_at_least(1)),
         help="gRPC calls run at once (default: one per CPU, or per model slot if more)",
     )  # fmt: skip
     parser.add_argument(
@@ -64,8 +64,6 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("nothing to serve: give package paths, --repository DIR, or both")
     if args.no_http and args.no_grpc:
         raise CommandError("--no-http and --no-grpc leave nothing to serve")
-    if args.grpc_threads is not None:
-        int_at_least(1)("--grpc-threads", args.grpc_threads, CommandError)
     from neuropod.serving import Server
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

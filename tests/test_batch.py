@@ -389,7 +389,7 @@ def test_stop_on_error_raises_the_first_error_with_its_rows(models, tmp_path):
 
 
 def test_run_options_and_dataset_errors(models, tmp_path):
-    with pytest.raises(OptionError, match="batch_size must be a positive int, got 0"):
+    with pytest.raises(OptionError, match="batch_size must be an int >= 1, got 0"):
         run(models["double"], {"x": rows(0, 2)}, batch_size=0)
     with pytest.raises(OptionError, match="engine must be 'local', 'ray' or an Engine, got 'spark'"):
         run(models["double"], {"x": rows(0, 2)}, engine="spark")
@@ -593,7 +593,9 @@ def test_command_errors(models, tmp_path, capsys):
     assert main([*base, "--address", "auto"]) == 2
     assert "--address apply to --engine ray only" in capsys.readouterr().err
     assert main([*base, "--batch-size", "0"]) == 2
-    assert "expected a positive integer, got '0'" in capsys.readouterr().err
+    assert "argument -b/--batch-size: expected an int >= 1, got '0'" in capsys.readouterr().err
+    assert main([*base, "--concurrency", "two"]) == 2
+    assert "argument --concurrency: expected an int >= 1, got 'two'" in capsys.readouterr().err
     x = rows(0, 3)
     x[2, 0] = -1
     np.savez(data / "part-0.npz", x=x)

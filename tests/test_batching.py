@@ -290,9 +290,13 @@ def test_models_without_a_shared_batch_symbol_are_refused(
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"max_batch_size": 0}, "max_batch_size must be an integer >= 1, got 0"),
-        ({"max_batch_size": 2, "max_queue_delay_ms": -1}, "max_queue_delay_ms must be a number >= 0, got -1"),
-        ({"max_batch_size": 2, "concurrency": True}, "concurrency must be an integer >= 1, got True"),
+        ({"max_batch_size": 0}, "max_batch_size must be an int >= 1, got 0"),
+        (
+            {"max_batch_size": 2, "max_queue_delay_ms": -1},
+            "max_queue_delay_ms must be a number of milliseconds >= 0, got -1",
+        ),
+        ({"max_batch_size": 2, "max_queue_delay_ms": float("nan")}, "max_queue_delay_ms must be .*, got nan"),
+        ({"max_batch_size": 2, "concurrency": True}, "concurrency must be an int >= 1, got True"),
     ],
 )
 def test_invalid_options(package: Path, options: dict[str, Any], message: str) -> None:

@@ -527,7 +527,7 @@ def test_placeholder_negative_seed(
 ) -> None:
     code, _, err = cli(capsys, "placeholder", spec_file, tmp_path / "p.zip", "--seed", "-1")
     assert code == 2
-    assert_one_line_error(err, "seed must be None or a non-negative int, got -1")
+    assert_one_line_error(err, "seed must be None or an int >= 0, got -1")
 
 
 # --- platforms ------------------------------------------------------------------------------------
@@ -553,3 +553,19 @@ def test_platforms(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.Monke
     row = next(line for line in out.splitlines() if line.startswith("torchscript "))
     assert row.split()[1] == "torch"
     assert row.endswith("missing (pip install 'neuropod[torch]')")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["p.zip", "--grpc-threads", "0"], "argument --grpc-threads: expected an int >= 1, got '0'"),
+        ([], "nothing to serve: give package paths, --repository DIR, or both"),
+        (["p.zip", "--no-http", "--no-grpc"], "--no-http and --no-grpc leave nothing to serve"),
+    ],
+)
+def test_serve_refuses_a_bad_command_line(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    code, _, err = cli(capsys, "serve", *argv)
+    assert code == 2
+    assert_one_line_error(err, message)

@@ -107,7 +107,7 @@ def test_force_builds_for_a_satisfied_package(
 
 def test_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["env", "prune", "--older-than", "-1", "--cache", str(tmp_path)]) == 2
-    assert "--older-than must be a number of days >= 0, got -1.0" in capsys.readouterr().err
+    assert "argument --older-than: expected a number of days >= 0, got '-1'" in capsys.readouterr().err
     assert main(["env", "prepare", str(tmp_path / "missing.zip"), "--cache", str(tmp_path)]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert main(["env", "list", "--cache", str(tmp_path / "empty")]) == 0

@@ -35,3 +35,12 @@ def test_every_extra_is_declared_in_pyproject():
     pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
     extras = pyproject["project"]["optional-dependencies"]
     assert {p.extra for p in BUILTIN_PLATFORMS.values() if p.extra} <= set(extras)
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_PLATFORMS))
+def test_each_row_names_the_options_its_backend_declares(name: str) -> None:
+    platform = BUILTIN_PLATFORMS[name]
+    if platform.framework is not None:
+        pytest.importorskip(platform.framework)
+    assert platform.declared_options() is registry.get_backend(name).declared_options()
+    assert registry.declared_options(name) is platform.declared_options()

@@ -285,3 +285,27 @@ def test_columns_of_per_row_arrays_are_stacked_when_their_shapes_agree():
         ValidationError, match=r"Column 'x' holds rows of different shapes \(\(2,\), \(3,\)\)"
     ):
         stack_rows(column, "x")
+
+
+def test_actor_load_options_pin_the_actors_gpu_unless_given():
+    from neuropod.integrations.ray.actor import actor_load_options
+
+    given = {"visible_gpu": 1}
+    assert actor_load_options(None, num_gpus=0) == {}
+    assert actor_load_options(None, num_gpus=0.5, use_ope=True) == {"use_ope": True, "visible_gpu": 0}
+    assert actor_load_options(given, num_gpus=1) == {"visible_gpu": 1}
+    assert actor_load_options(given, num_gpus=1) is not given
+
+
+def test_a_model_actor_closes_its_model_when_collected(model, tmp_path):
+    from neuropod import ModelClosedError, PackageError
+    from neuropod.integrations.ray.actor import ModelActor
+
+    actor = ModelActor(model["package"], {})
+    loaded = actor.model
+    assert loaded.infer({"x": rows(0, 1)})["total"].tolist() == [3.0]
+    del actor
+    with pytest.raises(ModelClosedError):
+        loaded.infer({"x": rows(0, 1)})
+    with pytest.raises(PackageError, match="missing.zip"):
+        ModelActor(tmp_path / "missing.zip", {})  # and its __del__ finds no model to close

@@ -350,8 +350,11 @@ def test_unknown_init_op_is_refused(root: Path, variable_graph: Any) -> None:
 @pytest.mark.parametrize("given", [{}, {"graph_def": "both", "trackable_obj": "both"}])
 def test_exactly_one_source(root: Path, given: dict[str, Any]) -> None:
     sources = {key: (addition_graph_def() if key == "graph_def" else AdditionModule()) for key in given}
+    got = " and ".join(given) or "none"
     with pytest.raises(
-        PackageError, match="exactly one of frozen_graph_path, graph_def, saved_model_dir, trackable_obj"
+        PackageError,
+        match=r"exactly one of frozen_graph_path= \(a serialized GraphDef file\), graph_def= .*, "
+        rf"saved_model_dir= .* or trackable_obj= \(a tf.Module to save\); got {got}$",
     ):
         package(root / "none.zip", node_name_mapping=ADDITION_NODES, **sources)
     assert not (root / "none.zip").exists()

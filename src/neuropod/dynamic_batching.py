@@ -27,8 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from neuropod.backends.base import Backend
-from neuropod.errors import InferenceError, ModelClosedError, OptionError
+from neuropod.errors import InferenceError, ModelClosedError
 from neuropod.model import NeuropodModel
+from neuropod.options import int_at_least, number_at_least
 from neuropod.package.config import ModelConfig
 from neuropod.spec import batch_dim
 
@@ -63,18 +64,9 @@ class DynamicBatcher(NeuropodModel):
         max_queue_delay_ms: float = 0.0,
         concurrency: int = 1,
     ):
-        for option, value, minimum in (
-            ("max_batch_size", max_batch_size, 1),
-            ("concurrency", concurrency, 1),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise OptionError(f"{option} must be an integer >= {minimum}, got {value!r}")
-        if (
-            isinstance(max_queue_delay_ms, bool)
-            or not isinstance(max_queue_delay_ms, (int, float))
-            or not max_queue_delay_ms >= 0
-        ):
-            raise OptionError(f"max_queue_delay_ms must be a number >= 0, got {max_queue_delay_ms!r}")
+        int_at_least(1)("max_batch_size", max_batch_size)
+        int_at_least(1)("concurrency", concurrency)
+        number_at_least(0, "milliseconds")("max_queue_delay_ms", max_queue_delay_ms)
         self.batch_symbol = batch_dim.merge_symbol(model.name, model.input_specs, model.output_specs)
         self.max_batch_size = max_batch_size
         self.max_queue_delay_ms = float(max_queue_delay_ms)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 
 from neuropod.backends.base import Backend
+from neuropod.closing import Closing
 from neuropod.errors import InferenceError, ModelClosedError, NeuropodError, ValidationError
 from neuropod.options import BOOLEAN, Options, option
 from neuropod.package.config import ModelConfig
@@ -33,7 +33,7 @@ class ModelOptions(Options):
     require_all_inputs: bool = option(False, BOOLEAN)
 
 
-class NeuropodModel:
+class NeuropodModel(Closing):
     """A model ready to run, whatever runs it. Made by ``load_neuropod``.
 
     ``infer`` checks the inputs against the input spec before the backend sees them and the
@@ -208,17 +208,6 @@ class NeuropodModel:
             finally:
                 if self._package is not None:
                     self._package.close()
-
-    def __enter__(self) -> NeuropodModel:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = "closed" if self._backend is None else "open"

@@ -37,10 +37,14 @@ class Check:
     expected: str
     accepts: Callable[[Any], bool]
 
-    def __call__(self, name: str, value: Any) -> None:
-        """Raise ``OptionError`` naming ``name``, what it expects and what it got, unless valid."""
+    def __call__(self, name: str, value: Any, error: type[Exception] = OptionError) -> None:
+        """Raise ``error`` naming ``name``, what it expects and what it got, unless valid.
+
+        ``error`` is the caller's exception for a bad argument where that is not an option
+        (``SpecError`` for a packager's argument, ``CommandError`` for a command line).
+        """
         if not self.accepts(value):
-            raise OptionError(f"{name} must be {self.expected}, got {value!r}")
+            raise error(f"{name} must be {self.expected}, got {value!r}")
 
 
 def _is_int(value: Any) -> bool:

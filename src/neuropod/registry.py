@@ -5,7 +5,7 @@ framework is imported before a model of that platform is loaded. Third parties a
 through the ``neuropod.backends`` entry point group (an entry point named after the platform,
 pointing at a ``Backend`` subclass), or at run time with ``register_backend``.
 ``declared_options`` gives a platform's load option declaration, for built-in platforms without
-importing their backend (``neuropod.backends.options``).
+importing their backend (the declaration named in ``neuropod.platforms``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import threading
 from importlib.metadata import entry_points
 
 from neuropod.backends.base import Backend
-from neuropod.backends.options import BUILTIN_OPTIONS
 from neuropod.errors import BackendUnavailable
 from neuropod.options import Options
 from neuropod.platforms import BUILTIN_PLATFORMS
@@ -100,10 +99,10 @@ def declared_options(platform: str) -> type[Options]:
     if (
         backend is None
         and platform not in _registered
-        and platform in BUILTIN_OPTIONS
+        and platform in BUILTIN_PLATFORMS
         and not any(ep.name == platform for ep in entry_points(group=ENTRY_POINT_GROUP))
     ):
-        return BUILTIN_OPTIONS[platform]
+        return BUILTIN_PLATFORMS[platform].declared_options()
     return (backend or get_backend(platform)).declared_options()
 
 

@@ -1,9 +1,9 @@
 """The load options of the built-in backends, importable without their frameworks.
 
-Each backend class names its declaration in ``load_options``; ``BUILTIN_OPTIONS`` lets an
-application check the options of a model that a worker will run (``use_ope``, an isolated
-environment) before the worker starts, without importing the framework the worker keeps out of
-the application.
+Each backend class names its declaration in ``load_options``, and its row in
+``neuropod.platforms`` names it too: so an application checks the options of a model that a
+worker will run (``use_ope``, an isolated environment) before the worker starts, without
+importing the framework the worker keeps out of the application.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from neuropod.options import Check, NoOptions, Options, int_at_least, option, optional
+from neuropod.options import Check, Options, int_at_least, option, optional
 
 _TF_THREADS = optional(int_at_least(0, "(0: TensorFlow decides)"))
 _ORT_THREADS = optional(int_at_least(0, "(0: onnxruntime's default)"))
@@ -79,14 +79,3 @@ class OnnxOptions(Options):
     providers: Sequence[str | tuple[str, dict[str, Any]]] | None = option(None, _PROVIDERS)
     intra_op_threads: int | None = option(None, _ORT_THREADS)
     inter_op_threads: int | None = option(None, _ORT_THREADS)
-
-
-#: The declaration of each built-in platform's backend (see ``neuropod.registry``).
-BUILTIN_OPTIONS: dict[str, type[Options]] = {
-    "jax": NoOptions,
-    "keras": KerasOptions,
-    "onnx": OnnxOptions,
-    "python": NoOptions,
-    "tensorflow": TensorFlowOptions,
-    "torchscript": TorchScriptOptions,
-}

@@ -18,9 +18,10 @@ from neuropod.batch.numpy_format import MemoryWriter, concatenate
 from neuropod.batch.progress import Progress
 from neuropod.batch.registry import resolve_engine
 from neuropod.batch.state import RunState
-from neuropod.errors import NeuropodError, OptionError, SpecError
+from neuropod.errors import NeuropodError, SpecError
 from neuropod.loader import load_neuropod
 from neuropod.model import NeuropodModel
+from neuropod.options import int_at_least
 from neuropod.package.package import Package
 from neuropod.spec.batch_dim import batch_symbol
 from neuropod.spec.tensor_spec import TensorSpec
@@ -137,8 +138,7 @@ def run(
     >>> result.rows, result.failures
     (8, ())
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise OptionError(f"batch_size must be a positive int, got {batch_size!r}")
+    int_at_least(1)("batch_size", batch_size)
     chosen = resolve_engine(engine)
     options = dict(load_options or {})
     # An in-process engine runs the model loaded here; others load it in their workers.

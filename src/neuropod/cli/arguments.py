@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from neuropod.cli.errors import CommandError
+from neuropod.options import Check
 
 
 def pair(metavar: str) -> Callable[[str], tuple[str, str]]:
@@ -24,6 +25,28 @@ def pair(metavar: str) -> Callable[[str], tuple[str, str]]:
         return name, value
 
     parse.__name__ = metavar  # argparse names the type in some messages
+    return parse
+
+
+def checked(convert: Callable[[str], Any], check: Check) -> Callable[[str], Any]:
+    """An argparse ``type``: ``convert`` the text, then hold the value to a ``neuropod.options`` check.
+
+    Args:
+        convert: makes the value of the text (``int``, ``float``); its ``ValueError`` is a
+            usage error as well.
+        check: what the value must be, e.g. ``int_at_least(1)``.
+    """
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            value = text
+        if not check.accepts(value):
+            raise argparse.ArgumentTypeError(f"expected {check.expected}, got {text!r}")
+        return value
+
+    parse.__name__ = check.expected  # argparse names the type in some messages
     return parse
 
 
@@ -68,3 +91,27 @@ def load_options(args: argparse.Namespace) -> dict[str, Any]:
         except json.JSONDecodeError:
             options[key] = text
     return options
+
+
+def add_command(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    run: Callable[[argparse.Namespace], int],
+    **settings: Any,
+) -> argparse.ArgumentParser:
+    """Register the command ``name``, which ``run`` carries out; return its parser.
+
+    Args:
+        subparsers: the parent's subcommands.
+        name: the command's name.
+        run: takes the parsed arguments, returns the exit code.
+        **settings: ``add_parser``'s settings (``help``, ``description``, ``epilog``, ...).
+    """
+    parser = subparsers.add_parser(name, **settings)
+    parser.set_defaults(run=run)
+    return parser
+
+
+def add_package_argument(parser: argparse.ArgumentParser) -> None:
+    """Add the positional ``PATH`` of the package a command works on."""
+    parser.add_argument("path", metavar="PATH", help="a package directory or zip file")

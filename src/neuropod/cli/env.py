@@ -6,9 +6,10 @@ import argparse
 import json
 import time
 
-from neuropod.cli.errors import CommandError
+from neuropod.cli.arguments import add_command, checked
 from neuropod.cli.output import format_size, table
 from neuropod.environments import EnvironmentCache, default_cache_dir, prepare_environment
+from neuropod.options import number_at_least
 
 #: How many packages a row of ``env list`` names before it says how many more.
 LISTED_PACKAGES = 4
@@ -28,8 +29,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         parser_class=type(parser),
     )  # fmt: skip
 
-    prepare = commands.add_parser(
+    prepare = add_command(
+        commands,
         "prepare",
+        run_prepare,
         help="build the environments of packages now, so that loading them later is fast and offline",
         description="Build (or find in the cache) the environment each package would run in. "
         "A package that the running environment satisfies needs none, unless --force is given.",
@@ -42,30 +45,34 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--offline", action="store_true", help="install from uv's cache only, never the network"
     )
     _cache_argument(prepare)
-    prepare.set_defaults(run=run_prepare)
 
-    listing = commands.add_parser(
+    listing = add_command(
+        commands,
         "list",
+        run_list,
         help="list the cached environments",
         description="List the cached environments, least recently used first: hash, size "
         "(files shared with uv's cache included), packages, and when a model last used them.",
     )
     listing.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     _cache_argument(listing)
-    listing.set_defaults(run=run_list)
 
-    prune = commands.add_parser(
+    prune = add_command(
+        commands,
         "prune",
+        run_prune,
         help="remove cached environments",
         description="Remove what interrupted builds left behind and, with --older-than or --all, "
         "environments. An environment a running model uses is kept.",
     )
     prune.add_argument(
-        "--older-than", type=float, metavar="DAYS", help="remove environments unused for DAYS days"
+        "--older-than",
+        type=checked(float, number_at_least(0, "days")),
+        metavar="DAYS",
+        help="remove environments unused for DAYS days",
     )
     prune.add_argument("--all", action="store_true", help="remove every environment")
     _cache_argument(prune)
-    prune.set_defaults(run=run_prune)
 
 
 def _cache_argument(parser: argparse.ArgumentParser) -> None:
@@ -130,8 +137,6 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_prune(args: argparse.Namespace) -> int:
     """Remove leftovers, and old (or all) environments."""
-    if args.older_than is not None and args.older_than < 0:
-        raise CommandError(f"--older-than must be a number of days >= 0, got {args.older_than}")
     cache = EnvironmentCache(args.cache)
     removed, busy = cache.prune(older_than_days=args.older_than, remove_all=args.all)
     for key in removed:

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from neuropod.cli.arguments import add_load_options, load_options, pair, unique
+from neuropod.cli.arguments import (
+    add_command,
+    add_load_options,
+    add_package_argument,
+    load_options,
+    pair,
+    unique,
+)
 from neuropod.cli.errors import CommandError
 from neuropod.cli.output import tensor_table
 from neuropod.loader import load_neuropod
@@ -17,8 +24,10 @@ from neuropod.package.test_data import as_array
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the ``infer`` command."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "infer",
+        run,
         help="run a package once on inputs from .npy files",
         description="Load a package, run it once on the given inputs and print, for each "
         "output, its dtype, shape and a summary (min/max/mean, or the first strings), then "
@@ -26,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         epilog="example: neuropod infer model.zip --input x=x.npy --input y=y.npy "
         "--output-dir out/ --load-option require_all_inputs=true",
     )
-    parser.add_argument("path", metavar="PATH", help="a package directory or zip file")
+    add_package_argument(parser)
     parser.add_argument(
         "-i",
         "--input",
@@ -41,7 +50,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "-o", "--output-dir", metavar="DIR", type=Path, help="write every output to DIR/NAME.npy"
     )
     add_load_options(parser)
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from neuropod.cli.arguments import add_command, add_package_argument
 from neuropod.cli.output import format_shape, format_size, table
 from neuropod.errors import PackageError
 from neuropod.package import layout
@@ -24,16 +25,17 @@ FAILED = "failed"
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the ``inspect`` command."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "inspect",
+        run,
         help="show a package's config, specs, files and manifest status",
         description="Show what a package holds: name, platform, input and output specs, custom "
         "ops, input devices, files with their sizes, and whether the files match manifest.json. "
         "A package that fails its manifest is still described, and the exit code is 1.",
     )
-    parser.add_argument("path", metavar="PATH", help="a package directory or zip file")
+    add_package_argument(parser)
     parser.add_argument("--json", action="store_true", help="print a JSON object instead of text")
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

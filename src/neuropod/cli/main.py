@@ -36,12 +36,10 @@ EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 128 + signal.SIGTERM
 
 
-class _Terminated(BaseException):
-    """Raised in the main thread by SIGTERM, to unwind every ``with`` block on the way out."""
-
-
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    raise _Terminated
+    # Raised in the main thread, a BaseException unwinds every with block on the way out (as
+    # KeyboardInterrupt does for SIGINT) and passes the model's handlers of Exception.
+    raise SystemExit(EXIT_TERMINATED)
 
 
 @contextmanager
@@ -102,7 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with _terminate_unwinds(args.command):
             code: int = args.run(args)
-    except _Terminated:
+    except SystemExit as exc:
+        if exc.code != EXIT_TERMINATED:
+            raise
         return EXIT_TERMINATED
     except (CommandError, NeuropodError) as exc:
         return _fail(str(exc))

@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from neuropod.cli.arguments import add_command
 from neuropod.cli.errors import CommandError
 from neuropod.packagers.placeholder import create_placeholder_neuropod
 from neuropod.spec.dtypes import DTYPES
@@ -39,8 +40,10 @@ example: neuropod placeholder spec.json my_model.zip --seed 0
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the ``placeholder`` command."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "placeholder",
+        run,
         help="create a package with random outputs from a JSON problem definition",
         description=textwrap.fill(
             "Create a placeholder package: a python-platform model that returns random outputs "
@@ -57,7 +60,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--seed", metavar="N", type=int, help="seed of the random outputs (default: different on every load)"
     )
     parser.add_argument("--dir", action="store_true", help="write a directory instead of a zip file")
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

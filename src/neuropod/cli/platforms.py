@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 
+from neuropod.cli.arguments import add_command
 from neuropod.cli.output import table
 from neuropod.platforms import BUILTIN_PLATFORMS
 from neuropod.registry import platforms
@@ -12,13 +13,14 @@ from neuropod.registry import platforms
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the ``platforms`` command."""
-    parser = subparsers.add_parser(
+    add_command(
+        subparsers,
         "platforms",
+        run,
         help="list the platforms neuropod can run and whether their frameworks are installed",
         description="List every platform with a backend (built in, registered, or from an "
         "entry point) and whether its framework can be imported. Nothing is imported to find out.",
     )
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,18 +9,23 @@ from neuropod.batch import STATE_FILE, RunResult
 from neuropod.batch import run as run_batches
 from neuropod.batch.engine import Engine, LocalEngine
 from neuropod.batch.runner import DEFAULT_BATCH_SIZE
-from neuropod.cli.arguments import add_load_options, load_options
+from neuropod.cli.arguments import add_command, add_load_options, add_package_argument, checked, load_options
 from neuropod.cli.errors import CommandError
 from neuropod.cli.output import one_line
+from neuropod.options import int_at_least
 
 #: Failed batches listed in the summary; the state file lists them all.
 LISTED_FAILURES = 10
 
+_COUNT = checked(int, int_at_least(1))
+
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the ``run`` command."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "run",
+        run,
         help="run a package over a dataset in batches, writing the outputs shard by shard",
         description="Feed a dataset (a folder of .npz files, of NAME.npy files or folders of "
         "them, of .parquet or Arrow files whose columns are named after the inputs) through a "
@@ -31,7 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         epilog="example: neuropod run model.zip --input data/ --output out/ --batch-size 4096 "
         "--engine ray --concurrency 4",
     )
-    parser.add_argument("path", metavar="PATH", help="a package directory or zip file")
+    add_package_argument(parser)
     parser.add_argument(
         "-i", "--input", required=True, metavar="DATA", help="the dataset: a folder or a file"
     )
@@ -39,7 +44,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "-b",
         "--batch-size",
-        type=_positive,
+        type=_COUNT,
         default=DEFAULT_BATCH_SIZE,
         metavar="N",
         help=f"rows per call of the model (default {DEFAULT_BATCH_SIZE})",
@@ -58,7 +63,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         metavar="ADDRESS",
         help="the Ray cluster (e.g. auto, ray://head:10001); default: start Ray on this machine",
     )
-    group.add_argument("--concurrency", type=_positive, default=2, metavar="N", help="Ray actors (default 2)")
+    group.add_argument("--concurrency", type=_COUNT, default=2, metavar="N", help="Ray actors (default 2)")
     group.add_argument(
         "--num-cpus", type=float, default=1.0, metavar="X", help="CPUs per Ray actor (default 1)"
     )
@@ -72,7 +77,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "cannot read PATH",
     )
     add_load_options(parser)
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -139,12 +143,3 @@ def _engine(args: argparse.Namespace) -> Engine:
     )
     return engine
 
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value

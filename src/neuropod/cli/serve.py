@@ -9,14 +9,17 @@ import sys
 import threading
 from types import FrameType
 
-from neuropod.cli.arguments import add_load_options, load_options
+from neuropod.cli.arguments import add_command, add_load_options, checked, load_options
 from neuropod.cli.errors import CommandError
+from neuropod.options import int_at_least
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the ``serve`` command."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "serve",
+        run,
         help="serve packages over HTTP and gRPC (KServe v2 / Triton protocol)",
         description="Serve packages, and/or a repository folder of them, with the Open Inference "
         "Protocol (KServe v2) and Triton's extensions, so that tritonclient, perf_analyzer and "
@@ -45,7 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--max-body-size", metavar="BYTES", type=int, default=2**31 - 1, help="largest request accepted"
     )
     parser.add_argument(
-        "--grpc-threads", metavar="N", type=int,
+        "--grpc-threads", metavar="N", type=checked(int, int_at_least(1)),
         help="gRPC calls run at once (default: one per CPU, or per model slot if more)",
     )  # fmt: skip
     parser.add_argument(
@@ -53,7 +56,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="how long to wait for requests in flight when stopping (default: 30)",
     )  # fmt: skip
     add_load_options(parser)
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,8 +64,6 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("nothing to serve: give package paths, --repository DIR, or both")
     if args.no_http and args.no_grpc:
         raise CommandError("--no-http and --no-grpc leave nothing to serve")
-    if args.grpc_threads is not None and args.grpc_threads < 1:
-        raise CommandError(f"--grpc-threads must be at least 1, got {args.grpc_threads}")
     from neuropod.serving import Server
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from neuropod.cli.arguments import add_load_options, load_options
+from neuropod.cli.arguments import add_command, add_load_options, add_package_argument, load_options
 from neuropod.cli.errors import CommandError
 from neuropod.cli.output import one_line, tensor_table
 from neuropod.errors import TestDataMismatch
@@ -15,15 +15,17 @@ from neuropod.utils.eval_utils import check_output_matches_expected
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the ``test`` command."""
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "test",
+        run,
         help="run a package on its stored test data and compare the outputs",
         description="Run a package on the test inputs stored in it (test_data.npz, or the "
         "original Neuropod's test_data.pkl) and compare every expected output: np.allclose "
         "for numbers, equality for strings. Exit code 0 when all match, 1 on a mismatch, 2 "
         "when the package stores no test data.",
     )
-    parser.add_argument("path", metavar="PATH", help="a package directory or zip file")
+    add_package_argument(parser)
     parser.add_argument(
         "--allow-pickle",
         action="store_true",
@@ -32,7 +34,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "only for packages you trust",
     )
     add_load_options(parser)
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

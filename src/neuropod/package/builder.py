@@ -7,8 +7,8 @@ import secrets
 import shutil
 import zipfile
 from pathlib import Path
-from types import TracebackType
 
+from neuropod.closing import Closing
 from neuropod.errors import PackageError
 from neuropod.package import layout
 from neuropod.package.archive import write_zip
@@ -32,7 +32,7 @@ def _make_staging_dir(path: Path) -> Path:
 _COMPRESSIONS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
 
 
-class PackageBuilder:
+class PackageBuilder(Closing):
     """Stages a package beside ``neuropod_path`` and publishes it atomically on ``finish``.
 
     An error before ``finish`` (or while finishing) leaves nothing at ``neuropod_path``: the
@@ -107,13 +107,6 @@ class PackageBuilder:
             os.rename(self.root, self.path)
         return self.path
 
-    def __enter__(self) -> PackageBuilder:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
+        """Remove the staging directory: after ``finish``, nothing; before, the unfinished package."""
         shutil.rmtree(self.root, ignore_errors=True)

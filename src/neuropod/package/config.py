@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from neuropod.errors import PackageError, SpecError, VersionRangeError
 from neuropod.package import layout
@@ -13,6 +13,31 @@ from neuropod.package.jsonfile import dump_json, load_json
 from neuropod.spec.tensor_spec import TensorSpec, parse_specs
 
 DEVICES = ("GPU", "CPU")
+
+_V = TypeVar("_V")
+
+
+def per_input(
+    argument: str, given: Mapping[str, _V] | None, inputs: Iterable[TensorSpec], error: type[Exception]
+) -> dict[str, _V]:
+    """``given``, a setting per input tensor, as a dict whose keys are all input names.
+
+    Args:
+        argument: the argument's name, for the message.
+        given: ``{input name: value}``, or ``None`` for no entries.
+        inputs: the input specs.
+        error: the exception to raise (the caller's error for a bad argument).
+
+    Raises:
+        error: a key is not an input of the spec.
+    """
+    settings = dict(given or {})
+    unknown = sorted(set(settings) - {spec.name for spec in inputs})
+    if unknown:
+        raise error(
+            f"{argument} names tensor(s) {', '.join(map(repr, unknown))} that are not in the input spec"
+        )
+    return settings
 
 
 @dataclass(frozen=True)
@@ -64,13 +89,7 @@ class ModelConfig:
             )
         inputs = parse_specs(input_spec, "input")
         outputs = parse_specs(output_spec, "output")
-        given = dict(input_tensor_device or {})
-        unknown = sorted(set(given) - {spec.name for spec in inputs})
-        if unknown:
-            raise SpecError(
-                f"input_tensor_device names tensor(s) {', '.join(map(repr, unknown))} that are "
-                f"not in the input spec"
-            )
+        given = per_input("input_tensor_device", input_tensor_device, inputs, SpecError)
         devices = {spec.name: given.get(spec.name, default_input_tensor_device) for spec in inputs}
         config = cls(
             name=name,

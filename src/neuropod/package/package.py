@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import weakref
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
+from neuropod.closing import Closing
 from neuropod.errors import PackageError
 from neuropod.package import layout
 from neuropod.package.archive import extract_zip, is_zip
@@ -18,7 +18,7 @@ from neuropod.package.manifest import verify_manifest
 from neuropod.package.test_data import TestData, load_test_data
 
 
-class Package:
+class Package(Closing):
     """An opened package, directory or zip, with its config read and its files verified.
 
     A zipped package is extracted to a private temporary directory that ``close`` removes
@@ -101,17 +101,6 @@ class Package:
         if self._tmpdir is not None:
             self._cleanup()
             self._tmpdir = None
-
-    def __enter__(self) -> Package:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"Package({str(self.path)!r}, platform={self.config.platform!r})"

@@ -35,9 +35,32 @@ class CommonArgs(TypedDict, total=False):
 COMMON_ARGS = frozenset(CommonArgs.__annotations__)
 
 
+def one_source(packager: str, sources: Mapping[str, tuple[Any, str]]) -> str:
+    """The one of several alternative arguments that was given (the others being ``None``).
+
+    Args:
+        packager: the public packager's name, for messages.
+        sources: ``{argument name: (value, what it is)}``, e.g.
+            ``{"fn": (fn, "a function"), "exported": (exported, "a jax.export.Exported")}``.
+
+    Returns:
+        The name of the argument given.
+
+    Raises:
+        PackageError: none or several of them are given.
+    """
+    given = [name for name, (value, _) in sources.items() if value is not None]
+    if len(given) != 1:
+        choices = [f"{name}= ({what})" for name, (_, what) in sources.items()]
+        raise PackageError(
+            f"{packager}() needs exactly one of {', '.join(choices[:-1])} or {choices[-1]}; "
+            f"got {' and '.join(given) if given else 'none'}"
+        )
+    return given[0]
+
+
 def create_package(
     packager: str,
-    *,
     platform: str,
     neuropod_path: str | os.PathLike[str],
     model_name: str,
@@ -48,8 +71,13 @@ def create_package(
 ) -> Path:
     """Write a package of ``platform``, then self-test it when test data is given.
 
+    The arguments come in the order of the packagers' own, so that a packager hands them on
+    in one line.
+
     Args:
         packager: the public packager's name, for messages.
+        platform: the package's platform.
+        neuropod_path, model_name, input_spec, output_spec: the packager's arguments.
         write_model: writes the platform's files (``0/data``, ``0/config.json``, ...).
         common: the packager's ``CommonArgs``.
 

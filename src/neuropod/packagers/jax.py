@@ -15,22 +15,20 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from neuropod.errors import PackageError
 from neuropod.package import layout
 from neuropod.package.builder import PackageBuilder
-from neuropod.packagers.common import create_package
+from neuropod.packagers.common import CommonArgs, create_package, one_source
 from neuropod.packagers.jax_shapes import symbolic_shapes
 from neuropod.spec.dtypes import STRING
 from neuropod.spec.tensor_spec import TensorSpec, parse_specs
 
 if TYPE_CHECKING:
-    from typing_extensions import Unpack
-
-    from neuropod.packagers.common import CommonArgs
+    from typing_extensions import Unpack  # in typing from Python 3.11
 
 MODEL_FILE = "model.jax"
 PARAMS_DIR = "params"
@@ -108,10 +106,9 @@ def create_jax_neuropod(
     """
     import jax
 
-    if (fn is None) == (exported is None):
-        raise PackageError(
-            "create_jax_neuropod() needs exactly one of fn= (a function) or exported= (a jax.export.Exported)"
-        )
+    one_source(
+        "create_jax_neuropod", {"fn": (fn, "a function"), "exported": (exported, "a jax.export.Exported")}
+    )
     inputs = parse_specs(input_spec, "input")
     outputs = parse_specs(output_spec, "output")
     strings = list(dict.fromkeys(spec.name for spec in (*inputs, *outputs) if spec.dtype == STRING))
@@ -124,22 +121,23 @@ def create_jax_neuropod(
         raise PackageError(
             "polymorphic_shapes and optional_inputs apply to fn=; an Exported has its arguments already"
         )
-    leaves, _ = jax.tree_util.tree_flatten(params)
+    leaves, treedef = jax.tree_util.tree_flatten(params)
     x64 = any(spec.dtype in _X64_DTYPES for spec in (*inputs, *outputs)) or any(map(_is_64_bit, leaves))
 
     def write_model(builder: PackageBuilder) -> None:
         with jax.enable_x64(x64):
             param_arrays = [_param_array(leaf, i) for i, leaf in enumerate(leaves)]
+            packed = None if params is None else _Params(treedef, param_arrays)
             # (names of the absent inputs, Exported) for every combination of optional inputs
             programs: list[tuple[list[str], Any]] = [([], exported)]
             if exported is None:
                 shapes = symbolic_shapes(inputs, polymorphic_shapes)
                 programs = [
-                    (list(absent), _export(jax, fn, params, param_arrays, inputs, shapes, absent, platforms))
+                    (list(absent), _export(jax, fn, packed, inputs, shapes, absent, platforms))
                     for count in range(len(optional) + 1)
                     for absent in itertools.combinations(optional, count)
                 ]
-        _check_arguments(jax, programs[0][1], params, param_arrays, inputs)
+        _check_arguments(jax, programs[0][1], packed, inputs)
         data = builder.root / layout.DATA_DIR
         variants = []
         for i, (missing, program) in enumerate(programs):
@@ -162,14 +160,7 @@ def create_jax_neuropod(
         )
 
     create_package(
-        "create_jax_neuropod",
-        platform="jax",
-        neuropod_path=neuropod_path,
-        model_name=model_name,
-        input_spec=inputs,
-        output_spec=outputs,
-        write_model=write_model,
-        common=common,
+        "create_jax_neuropod", "jax", neuropod_path, model_name, inputs, outputs, write_model, common
     )
 
 
@@ -219,11 +210,17 @@ def _param_array(leaf: Any, index: int) -> np.ndarray:
     return array
 
 
+class _Params(NamedTuple):
+    """The params pytree: its structure, and its leaves as the arrays the package stores."""
+
+    treedef: Any
+    arrays: list[np.ndarray]
+
+
 def _export(
     jax: Any,
     fn: Any,
-    params: Any,
-    param_arrays: list[np.ndarray],
+    params: _Params | None,
     inputs: tuple[TensorSpec, ...],
     shapes: list[tuple[Any, ...]],
     missing: Sequence[str],
@@ -239,9 +236,8 @@ def _export(
         for spec, shape in zip(inputs, shapes, strict=True)
     ]
     if params is not None:
-        treedef = jax.tree_util.tree_structure(params)
-        param_specs = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in param_arrays]
-        args.insert(0, jax.tree_util.tree_unflatten(treedef, param_specs))
+        param_specs = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in params.arrays]
+        args.insert(0, jax.tree_util.tree_unflatten(params.treedef, param_specs))
     try:
         return export.export(jitted, platforms=tuple(platforms))(*args)
     except Exception as exc:
@@ -261,13 +257,7 @@ def _export(
         ) from exc
 
 
-def _check_arguments(
-    jax: Any,
-    exported: Any,
-    params: Any,
-    param_arrays: list[np.ndarray],
-    inputs: tuple[TensorSpec, ...],
-) -> None:
+def _check_arguments(jax: Any, exported: Any, params: _Params | None, inputs: tuple[TensorSpec, ...]) -> None:
     from jax import export
 
     if not isinstance(exported, export.Exported):
@@ -285,18 +275,18 @@ def _check_arguments(
         )
     avals = list(exported.in_avals)
     if params is not None:
-        if arg_trees[0] != jax.tree_util.tree_structure(params):
+        if arg_trees[0] != params.treedef:
             raise PackageError(
-                f"params has the structure {jax.tree_util.tree_structure(params)}, but the "
+                f"params has the structure {params.treedef}, but the "
                 f"exported function takes {arg_trees[0]}"
             )
-        for i, (array, aval) in enumerate(zip(param_arrays, avals, strict=False)):
+        for i, (array, aval) in enumerate(zip(params.arrays, avals, strict=False)):
             if array.shape != aval.shape or array.dtype != aval.dtype:
                 raise PackageError(
                     f"Leaf {i} of params is {array.dtype}{list(array.shape)}, but the exported "
                     f"function takes {aval.str_short()}"  # type: ignore[no-untyped-call]
                 )
-        avals = avals[len(param_arrays) :]
+        avals = avals[len(params.arrays) :]
     for spec, tree, aval in zip(inputs, arg_trees[offset:], avals, strict=False):
         if tree.num_leaves != 1 or tree.num_nodes != 1:
             raise PackageError(f"Argument '{spec.name}' of the exported function must be one array")

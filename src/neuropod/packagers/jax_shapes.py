@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from neuropod.errors import PackageError
+from neuropod.package.config import per_input
 from neuropod.spec.tensor_spec import TensorSpec
 
 
@@ -32,13 +33,7 @@ def symbolic_shapes(
     """
     from jax import export
 
-    overrides = dict(polymorphic_shapes or {})
-    unknown = sorted(set(overrides) - {spec.name for spec in inputs})
-    if unknown:
-        raise PackageError(
-            f"polymorphic_shapes names tensor(s) {', '.join(map(repr, unknown))} that are not in "
-            f"the input spec"
-        )
+    overrides = per_input("polymorphic_shapes", polymorphic_shapes, inputs, PackageError)
     # A None dim's symbol must not take a spec symbol's name; the overrides may name it on
     # purpose (y: "batch, x_1" makes y's dim 1 that of x), but not a renamed spec symbol.
     taken = {dim for spec in inputs for dim in spec.shape if isinstance(dim, str)}

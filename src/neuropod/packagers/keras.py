@@ -12,13 +12,11 @@ from neuropod.errors import PackageError
 from neuropod.package import layout
 from neuropod.package.builder import PackageBuilder
 from neuropod.packagers.code import check_code_path_spec, copy_code, module_in_code, packaged_top_level
-from neuropod.packagers.common import create_package
+from neuropod.packagers.common import CommonArgs, create_package
 from neuropod.spec.tensor_spec import TensorSpec, parse_specs
 
 if TYPE_CHECKING:
-    from typing_extensions import Unpack
-
-    from neuropod.packagers.common import CommonArgs
+    from typing_extensions import Unpack  # in typing from Python 3.11
 
 MODEL_FILE = "model.keras"
 
@@ -155,14 +153,7 @@ def create_keras_neuropod(
         model.save(str(builder.root / layout.DATA_DIR / MODEL_FILE))
 
     create_package(
-        "create_keras_neuropod",
-        platform="keras",
-        neuropod_path=neuropod_path,
-        model_name=model_name,
-        input_spec=inputs,
-        output_spec=outputs,
-        write_model=write_model,
-        common=common,
+        "create_keras_neuropod", "keras", neuropod_path, model_name, inputs, outputs, write_model, common
     )
 
 

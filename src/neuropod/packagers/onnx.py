@@ -11,13 +11,11 @@ from typing import TYPE_CHECKING, Any
 from neuropod.errors import PackageError
 from neuropod.package import layout
 from neuropod.package.builder import PackageBuilder
-from neuropod.packagers.common import create_package
+from neuropod.packagers.common import CommonArgs, create_package, one_source
 from neuropod.spec.tensor_spec import Dim, TensorSpec, parse_specs
 
 if TYPE_CHECKING:
-    from typing_extensions import Unpack
-
-    from neuropod.packagers.common import CommonArgs
+    from typing_extensions import Unpack  # in typing from Python 3.11
 
 MODEL_FILE = "model.onnx"
 EXTERNAL_DATA_FILE = "model.onnx.data"
@@ -85,11 +83,10 @@ def create_onnx_neuropod(
     """
     import onnx
 
-    if (model is None) == (model_path is None):
-        raise PackageError(
-            "create_onnx_neuropod() needs exactly one of model_path= (an .onnx file) or model= "
-            "(an onnx.ModelProto)"
-        )
+    one_source(
+        "create_onnx_neuropod",
+        {"model_path": (model_path, "an .onnx file"), "model": (model, "an onnx.ModelProto")},
+    )
     if model_path is not None:
         if not Path(model_path).is_file():
             raise PackageError(f"model_path {model_path} does not exist or is not a file")
@@ -142,14 +139,7 @@ def create_onnx_neuropod(
             onnx.save_model(proto, os.fspath(data / MODEL_FILE))
 
     create_package(
-        "create_onnx_neuropod",
-        platform="onnx",
-        neuropod_path=neuropod_path,
-        model_name=model_name,
-        input_spec=inputs,
-        output_spec=outputs,
-        write_model=write_model,
-        common=common,
+        "create_onnx_neuropod", "onnx", neuropod_path, model_name, inputs, outputs, write_model, common
     )
 
 

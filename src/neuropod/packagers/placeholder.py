@@ -14,16 +14,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from neuropod.errors import SpecError
+from neuropod.options import int_at_least, optional
 from neuropod.package import layout
 from neuropod.package.builder import PackageBuilder
 from neuropod.packagers import placeholder_model
-from neuropod.packagers.common import create_package
+from neuropod.packagers.common import CommonArgs, create_package
 from neuropod.spec.tensor_spec import parse_specs
 
 if TYPE_CHECKING:
-    from typing_extensions import Unpack
-
-    from neuropod.packagers.common import CommonArgs
+    from typing_extensions import Unpack  # in typing from Python 3.11
 
 CODE_PACKAGE = "neuropod_placeholder"
 
@@ -51,8 +50,7 @@ def create_placeholder_neuropod(
         seed: seed of the random generator (``None``: different outputs on every load).
         **common: the arguments every packager takes (see the README).
     """
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-        raise SpecError(f"seed must be None or a non-negative int, got {seed!r}")
+    optional(int_at_least(0))("seed", seed, SpecError)
     inputs = [spec.to_dict() for spec in parse_specs(input_spec, "input")]
     outputs = [spec.to_dict() for spec in parse_specs(output_spec, "output")]
 
@@ -66,12 +64,6 @@ def create_placeholder_neuropod(
         builder.write_backend_config({"entrypoint": "get_model", "entrypoint_package": CODE_PACKAGE})
 
     create_package(
-        "create_placeholder_neuropod",
-        platform="python",
-        neuropod_path=neuropod_path,
-        model_name=model_name,
-        input_spec=inputs,
-        output_spec=outputs,
-        write_model=write_model,
-        common=common,
-    )
+        "create_placeholder_neuropod", "python", neuropod_path, model_name,
+        inputs, outputs, write_model, common,
+    )  # fmt: skip

@@ -13,12 +13,10 @@ from neuropod.errors import PackageError
 from neuropod.package import layout
 from neuropod.package.builder import PackageBuilder
 from neuropod.packagers.code import IGNORE, check_code_path_spec, copy_code
-from neuropod.packagers.common import create_package
+from neuropod.packagers.common import CommonArgs, create_package
 
 if TYPE_CHECKING:
-    from typing_extensions import Unpack
-
-    from neuropod.packagers.common import CommonArgs
+    from typing_extensions import Unpack  # in typing from Python 3.11
 
 
 def create_python_neuropod(
@@ -96,15 +94,9 @@ def create_python_neuropod(
         builder.write_backend_config({"entrypoint": entrypoint, "entrypoint_package": entrypoint_package})
 
     create_package(
-        "create_python_neuropod",
-        platform="python",
-        neuropod_path=neuropod_path,
-        model_name=model_name,
-        input_spec=input_spec,
-        output_spec=output_spec,
-        write_model=write_model,
-        common=common,
-    )
+        "create_python_neuropod", "python", neuropod_path, model_name,
+        input_spec, output_spec, write_model, common,
+    )  # fmt: skip
 
 
 #: PyTorch eager models are packaged as Python code, as in the original Neuropod.

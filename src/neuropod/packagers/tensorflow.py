@@ -11,14 +11,12 @@ from typing import TYPE_CHECKING, Any
 from neuropod.errors import PackageError
 from neuropod.package import layout
 from neuropod.package.builder import PackageBuilder
-from neuropod.packagers.common import create_package
+from neuropod.packagers.common import CommonArgs, create_package, one_source
 from neuropod.spec.dtypes import STRING
 from neuropod.spec.tensor_spec import TensorSpec, parse_specs
 
 if TYPE_CHECKING:
-    from typing_extensions import Unpack
-
-    from neuropod.packagers.common import CommonArgs
+    from typing_extensions import Unpack  # in typing from Python 3.11
 
 GRAPH_FILE = "model.pb"
 SAVED_MODEL_DIR = "savedmodel"
@@ -74,18 +72,15 @@ def create_tensorflow_neuropod(
         OptionError: an unknown keyword argument.
         TestDataMismatch: the self-test's outputs differ from ``test_expected_out``.
     """
-    sources = {
-        "frozen_graph_path": frozen_graph_path,
-        "graph_def": graph_def,
-        "saved_model_dir": saved_model_dir,
-        "trackable_obj": trackable_obj,
-    }
-    given = [name for name, value in sources.items() if value is not None]
-    if len(given) != 1:
-        raise PackageError(
-            f"create_tensorflow_neuropod() needs exactly one of {', '.join(sources)}; "
-            f"got {', '.join(given) if given else 'none'}"
-        )
+    source = one_source(
+        "create_tensorflow_neuropod",
+        {
+            "frozen_graph_path": (frozen_graph_path, "a serialized GraphDef file"),
+            "graph_def": (graph_def, "a tf.compat.v1.GraphDef"),
+            "saved_model_dir": (saved_model_dir, "a SavedModel directory"),
+            "trackable_obj": (trackable_obj, "a tf.Module to save"),
+        },
+    )
     inputs = parse_specs(input_spec, "input")
     outputs = parse_specs(output_spec, "output")
     is_graph = frozen_graph_path is not None or graph_def is not None
@@ -96,7 +91,7 @@ def create_tensorflow_neuropod(
     elif node_name_mapping is not None or init_ops:
         raise PackageError(
             "node_name_mapping and init_op_names apply to graphs (frozen_graph_path, graph_def); "
-            f"a SavedModel ({given[0]}) names its tensors in its '{SIGNATURE}' signature"
+            f"a SavedModel ({source}) names its tensors in its '{SIGNATURE}' signature"
         )
     if frozen_graph_path is not None and not Path(frozen_graph_path).is_file():
         raise PackageError(f"frozen_graph_path {frozen_graph_path} does not exist or is not a file")
@@ -136,15 +131,9 @@ def create_tensorflow_neuropod(
         builder.write_backend_config({"node_name_mapping": None, "init_op_names": []}, sort_keys=False)
 
     create_package(
-        "create_tensorflow_neuropod",
-        platform="tensorflow",
-        neuropod_path=neuropod_path,
-        model_name=model_name,
-        input_spec=inputs,
-        output_spec=outputs,
-        write_model=write_model,
-        common=common,
-    )
+        "create_tensorflow_neuropod", "tensorflow", neuropod_path, model_name,
+        inputs, outputs, write_model, common,
+    )  # fmt: skip
 
 
 def _check_mapping(mapping: Mapping[str, str] | None, specs: Sequence[TensorSpec]) -> dict[str, str]:

@@ -11,12 +11,10 @@ from typing import TYPE_CHECKING, Any
 from neuropod.errors import PackageError
 from neuropod.package import layout
 from neuropod.package.builder import PackageBuilder
-from neuropod.packagers.common import create_package
+from neuropod.packagers.common import CommonArgs, create_package, one_source
 
 if TYPE_CHECKING:
-    from typing_extensions import Unpack
-
-    from neuropod.packagers.common import CommonArgs
+    from typing_extensions import Unpack  # in typing from Python 3.11
 
 MODEL_FILE = "model.pt"
 
@@ -52,11 +50,10 @@ def create_torchscript_neuropod(
     The module's ``forward`` takes the inputs by name (``forward(self, x, y)``) or as one
     ``Dict[str, Tensor]``; string tensors arrive as ``List[str]``.
     """
-    if (module is None) == (module_path is None):
-        raise PackageError(
-            "create_torchscript_neuropod() needs exactly one of module= (a ScriptModule) or "
-            "module_path= (a saved .pt file)"
-        )
+    one_source(
+        "create_torchscript_neuropod",
+        {"module": (module, "a ScriptModule"), "module_path": (module_path, "a saved .pt file")},
+    )
     if module_path is not None and not Path(module_path).is_file():
         raise PackageError(f"module_path {module_path} does not exist or is not a file")
     if module is not None:
@@ -76,12 +73,6 @@ def create_torchscript_neuropod(
             module.save(str(target))
 
     create_package(
-        "create_torchscript_neuropod",
-        platform="torchscript",
-        neuropod_path=neuropod_path,
-        model_name=model_name,
-        input_spec=input_spec,
-        output_spec=output_spec,
-        write_model=write_model,
-        common=common,
-    )
+        "create_torchscript_neuropod", "torchscript", neuropod_path, model_name,
+        input_spec, output_spec, write_model, common,
+    )  # fmt: skip

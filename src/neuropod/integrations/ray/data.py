@@ -11,13 +11,13 @@ import numpy as np
 import ray.data
 
 from neuropod.errors import OptionError, ValidationError
+from neuropod.integrations.ray.actor import ModelActor, actor_load_options
 from neuropod.integrations.ray.package_source import PackageSource, package_source
-from neuropod.loader import load_neuropod
 from neuropod.package.package import Package
 from neuropod.spec.batch_dim import batch_symbol
 
 
-class NeuropodPredictor:
+class NeuropodPredictor(ModelActor):
     """A callable class for ``Dataset.map_batches``: each actor loads the package once.
 
     Every batch (a dict of column name -> array, ``batch_format="numpy"``) is passed to the
@@ -41,8 +41,7 @@ class NeuropodPredictor:
         load_options: Mapping[str, Any] | None = None,
         keep_columns: Sequence[str] = (),
     ):
-        source = package if isinstance(package, PackageSource) else PackageSource.at(package)
-        self.model = load_neuropod(source.local_path(), **dict(load_options or {}))
+        super().__init__(package, dict(load_options or {}))
         self._inputs = [spec.name for spec in self.model.input_specs]
         outputs = {spec.name for spec in self.model.output_specs}
         clash = sorted(outputs.intersection(keep_columns))
@@ -57,11 +56,6 @@ class NeuropodPredictor:
         for column in self._keep:
             outputs[column] = batch[column]
         return outputs
-
-    def __del__(self) -> None:
-        model = getattr(self, "model", None)
-        if model is not None:
-            model.close()
 
 
 def infer_dataset(
@@ -108,11 +102,7 @@ def infer_dataset(
     if path.exists():  # else it may be a path that only the workers have
         with Package(path, verify=False) as opened:
             batch_symbol(opened.config.inputs)
-    options = dict(load_options or {})
-    if use_ope:
-        options["use_ope"] = True
-    if num_gpus and "visible_gpu" not in options:
-        options["visible_gpu"] = 0  # Ray shows an actor only its own GPUs
+    options = actor_load_options(load_options, num_gpus=num_gpus, use_ope=use_ope)
     return dataset.map_batches(
         NeuropodPredictor,
         fn_constructor_kwargs={

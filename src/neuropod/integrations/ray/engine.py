@@ -13,8 +13,8 @@ import ray.data
 
 from neuropod.batch.dataset import MEMORY, Shard
 from neuropod.batch.engine import Engine, Job, ShardReaders, Task, TaskResult, run_task
+from neuropod.integrations.ray.actor import ModelActor, actor_load_options
 from neuropod.integrations.ray.package_source import PackageSource, package_source
-from neuropod.loader import load_neuropod
 
 
 class RayEngine(Engine):
@@ -62,9 +62,7 @@ class RayEngine(Engine):
             return
         if not ray.is_initialized():
             ray.init(address=self.address, **self.init_options)
-        options = dict(job.load_options)
-        if self.num_gpus and "visible_gpu" not in options:
-            options["visible_gpu"] = 0  # Ray shows an actor only its own GPUs
+        options = actor_load_options(job.load_options, num_gpus=self.num_gpus)
         shards, arrays = _shippable(job.shards)
         items = [{"first": first, "stop": stop} for first, stop in _chunks(job.tasks, self.task_rows)]
         tasks = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
@@ -100,7 +98,7 @@ class RayEngine(Engine):
         )
 
 
-class _TaskWorker:
+class _TaskWorker(ModelActor):
     """An actor of the pool: loads the package once, then runs the batches it is given."""
 
     def __init__(
@@ -113,7 +111,7 @@ class _TaskWorker:
         tasks: Sequence[Task],
     ):
         self._tasks = tasks
-        self._model = load_neuropod(package.local_path(), **load_options)
+        super().__init__(package, load_options)
         shards = [
             dataclasses.replace(shard, arrays=ray.get(arrays[i])) if i in arrays else shard
             for i, shard in enumerate(shards)
@@ -124,7 +122,7 @@ class _TaskWorker:
         """Run the tasks numbered ``first`` to ``stop`` of each row; their pickled results."""
         payloads = []
         for first, stop in zip(batch["first"], batch["stop"], strict=True):
-            results = [run_task(self._model, self._readers, task) for task in self._tasks[first:stop]]
+            results = [run_task(self.model, self._readers, task) for task in self._tasks[first:stop]]
             payloads.append(pickle.dumps(results, protocol=5))
         return {"results": np.array(payloads, dtype=object)}
 
@@ -132,9 +130,7 @@ class _TaskWorker:
         readers = getattr(self, "_readers", None)
         if readers is not None:
             readers.close()
-        model = getattr(self, "_model", None)
-        if model is not None:
-            model.close()
+        super().__del__()
 
 
 def _chunks(tasks: Sequence[Task], rows: int) -> list[tuple[int, int]]:

@@ -33,11 +33,11 @@ def deployment(tmp_path_factory):
     replica = NeuropodDeployment.func_or_class(PackageSource.at(path), {}, None, 4, 0.001)
 
     async def infer_batch(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return replica._model.infer(inputs)
+        return replica.model.infer(inputs)
 
     replica._infer_batch = infer_batch
     yield replica
-    replica._model.close()
+    replica.model.close()
 
 
 def post(replica: Any, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:

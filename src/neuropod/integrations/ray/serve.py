@@ -34,8 +34,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from neuropod.errors import NeuropodError, SpecError, ValidationError
+from neuropod.integrations.ray.actor import ModelActor, actor_load_options
 from neuropod.integrations.ray.package_source import PackageSource, package_source
-from neuropod.loader import load_neuropod
 from neuropod.model import NeuropodModel
 from neuropod.protocol import ProtocolError, SharedMemoryInput, http_codec, respond, spec_dtype_to_datatype
 from neuropod.protocol.binary import parse_header_length
@@ -50,7 +50,7 @@ BATCH_WAIT_TIMEOUT_S = 0.005
 
 
 @serve.deployment
-class NeuropodDeployment:
+class NeuropodDeployment(ModelActor):
     """Ray Serve replicas of a neuropod; build one with ``neuropod_deployment``.
 
     Args:
@@ -69,14 +69,14 @@ class NeuropodDeployment:
         max_batch_size: int,
         batch_wait_timeout_s: float,
     ):
-        self._model = load_neuropod(package.local_path(), **load_options)
-        self._name = name or self._model.name
+        super().__init__(package, load_options)
+        self._name = name or self.model.name
         self._metadata = model_metadata(
-            self._name, self._model.platform, self._model.input_specs, self._model.output_specs
+            self._name, self.model.platform, self.model.input_specs, self.model.output_specs
         )
-        self._datatypes = {s.name: spec_dtype_to_datatype(s.dtype) for s in self._model.output_specs}
-        self._check_inputs = TensorValidator(self._model.input_specs, "input")
-        self._mergeable = _mergeable(self._model)
+        self._datatypes = {s.name: spec_dtype_to_datatype(s.dtype) for s in self.model.output_specs}
+        self._check_inputs = TensorValidator(self.model.input_specs, "input")
+        self._mergeable = _mergeable(self.model)
         # @serve.batch's settings are fixed at decoration; these methods are how to change them.
         self._infer_batch.set_max_batch_size(max_batch_size)  # type: ignore[attr-defined]
         self._infer_batch.set_batch_wait_timeout_s(batch_wait_timeout_s)  # type: ignore[attr-defined]
@@ -155,7 +155,7 @@ class NeuropodDeployment:
 
     def _one(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray] | Exception:
         try:
-            return self._model.infer(inputs)
+            return self.model.infer(inputs)
         except NeuropodError as exc:
             return exc
 
@@ -163,17 +163,13 @@ class NeuropodDeployment:
         """The outputs of the group's requests from one call, or ``None`` to run them one by one."""
         counts = [batch_dim.rows(inputs) for inputs in group]
         try:
-            outputs = self._model.infer(batch_dim.merge(group))
+            outputs = self.model.infer(batch_dim.merge(group))
         except NeuropodError:
             return None  # one request's mistake must not fail the others
         if batch_dim.output_without_rows(outputs, sum(counts)) is not None:
             return None
         return batch_dim.split(outputs, counts)
 
-    def __del__(self) -> None:
-        model = getattr(self, "_model", None)
-        if model is not None:
-            model.close()
 
 
 def neuropod_deployment(
@@ -211,11 +207,7 @@ def neuropod_deployment(
     >>> from ray import serve  # doctest: +SKIP
     >>> serve.run(neuropod_deployment("model.zip", num_replicas=2), route_prefix="/")  # doctest: +SKIP
     """
-    options = dict(load_options or {})
-    if use_ope:
-        options["use_ope"] = True
-    if num_gpus and "visible_gpu" not in options:
-        options["visible_gpu"] = 0  # Ray shows a replica only its own GPUs
+    options = actor_load_options(load_options, num_gpus=num_gpus, use_ope=use_ope)
     actor_options: dict[str, Any] = {"num_cpus": num_cpus}
     if num_gpus:
         actor_options["num_gpus"] = num_gpus

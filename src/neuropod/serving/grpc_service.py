@@ -224,7 +224,14 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
             timer.decoded()
             outputs, queue, compute = served.call(inputs)
             timer.ran(queue, compute)
-            response = respond(request, outputs, served.name, served.output_datatypes)
+            response = respond(
+                request,
+                outputs,
+                served.name,
+                served.output_datatypes,
+                labels=served.labels,
+                batched=served.batched,
+            )
             if request.outputs is not None:  # only requested outputs name regions
                 write_outputs(shm, response)
             return grpc_codec.encode_response(response)

@@ -47,6 +47,11 @@ class _Entry:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+def unknown_model(name: str) -> str:
+    """Triton's message for a model that no repository has (its clients and tests match it)."""
+    return f"Request for unknown model: '{name}' is not found"
+
+
 class ModelRepository:
     """Every model a server can serve, loaded or not. Thread-safe.
 
@@ -131,9 +136,7 @@ class ModelRepository:
         """
         entry = self._entries.get(name)
         if entry is None:
-            raise NotFound(
-                f"Unknown model '{name}'; served models: {', '.join(sorted(self._entries)) or 'none'}"
-            )
+            raise NotFound(unknown_model(name))
         served = entry.served
         if served is None or entry.state != READY:
             why = f": {entry.reason}" if entry.reason else ""
@@ -148,7 +151,7 @@ class ModelRepository:
         """
         entry = self._entries.get(name)
         if entry is None:
-            raise NotFound(f"Unknown model '{name}'")
+            raise NotFound(unknown_model(name))
         return entry.state == READY
 
     def ready_states(self) -> dict[str, bool]:

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from neuropod.protocol.infer import VERSION
 from neuropod.serving.errors import BadRequest, NotFound, Unauthenticated
+from neuropod.serving.load_parameters import LoadParameters
 from neuropod.serving.repository import ModelRepository
 from neuropod.serving.shm import SharedMemoryRegistry
 
@@ -106,22 +107,16 @@ class ServerCore:
             return [self.repository.get(name).stats.to_dict()]
         return [served.stats.to_dict() for served in self.repository.served()]
 
-    def load_blocking(self, name: str, parameters: dict[str, Any]) -> None:
-        """Load (or reload) model ``name``.
+    def load_blocking(self, name: str, parameters: LoadParameters | None = None) -> None:
+        """Load (or reload) model ``name``, with a ``config`` override or uploaded files.
 
         Raises:
-            BadRequest: load parameters were given (overriding a config is not supported), or
-                the model failed to load.
-            NotFound: no model has that name.
+            BadRequest: malformed parameters, or the model failed to load.
+            NotFound: no model has that name, and no files were given.
         """
-        if parameters:
-            raise BadRequest(
-                f"Loading with parameters ({', '.join(sorted(parameters))}) is not supported; "
-                f"put options in the model's neuropod-serve.json"
-            )
-        self.repository.load(name)
+        self.repository.load(name, parameters)
 
-    async def load(self, name: str, parameters: dict[str, Any]) -> None:
+    async def load(self, name: str, parameters: LoadParameters | None = None) -> None:
         """``load_blocking`` without blocking the event loop."""
         await _in_thread(self.load_blocking, name, parameters)
 

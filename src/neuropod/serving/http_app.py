@@ -19,7 +19,7 @@ from neuropod.errors import NeuropodError
 from neuropod.protocol import json_codec
 from neuropod.protocol.binary import parse_header_length
 from neuropod.protocol.keys import HEADER_LENGTH
-from neuropod.serving import compression, http_infer, metrics
+from neuropod.serving import compression, http_infer, load_parameters, metrics
 from neuropod.serving.core import ServerCore
 from neuropod.serving.errors import (
     BadRequest,
@@ -259,10 +259,7 @@ class HttpApp:
         if len(rest) == 3 and rest[0] == "models" and rest[2] in ("load", "unload"):
             body = request.json()
             if rest[2] == "load":
-                parameters = body.get("parameters") or {}
-                await self.core.load(
-                    rest[1], parameters if isinstance(parameters, dict) else {"?": parameters}
-                )
+                await self.core.load(rest[1], load_parameters.from_json(body.get("parameters")))
             else:
                 await self.core.unload(rest[1])
             return _ok({})

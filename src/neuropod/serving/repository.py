@@ -104,7 +104,11 @@ class ModelRepository:
                 raise ValueError(f"Two packages are named '{name}': {self._entries[name].path} and {path}")
             options = self._options_of(name, options)
             entry = _Entry(name, path, options, in_repository=False)
-            entry.served, entry.state = ServedModel(name, model, options), READY
+            try:
+                entry.served, entry.state = ServedModel(name, model, options), READY
+            except BaseException:  # its config does not fit it
+                model.close()
+                raise
             self._entries[name] = entry
         self.scan()
         for entry in list(self._entries.values()):

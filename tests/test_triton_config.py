@@ -311,3 +311,22 @@ def test_uploads_are_held_to_the_package_limits(tmp_path):
         write_files({"file:a": b"1", "file:b": b"2"}, ExtractionLimits(max_files=1))
     with pytest.raises(BadRequest, match="The uploaded files hold 6 bytes, more than the limit of 5"):
         write_files({"file:a": b"123", "file:b": b"456"}, ExtractionLimits(max_bytes=5))
+
+
+def test_uploads_need_a_name_a_path_can_carry(server):
+    import grpc as grpc_module
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    with grpc_module.insecure_channel(server.grpc_address) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        for name, expected in [
+            ("", "Model name cannot be empty. Please enter a valid name to deploy."),
+            ("a/b", "invalid model name 'a/b', model name must not contain path traversal characters"),
+            ("..", "invalid model name '..', model name must not contain path traversal characters"),
+        ]:
+            message = service_pb2.RepositoryModelLoadRequest(model_name=name)
+            message.parameters["file:model.zip"].bytes_param = b"zip"
+            with pytest.raises(grpc_module.RpcError) as info:
+                stub.RepositoryModelLoad(message)
+            assert info.value.code() == grpc_module.StatusCode.INVALID_ARGUMENT
+            assert info.value.details() == expected

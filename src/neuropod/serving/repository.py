@@ -195,7 +195,8 @@ class ModelRepository:
 
         Raises:
             NotFound: no model has that name, and no files were given.
-            BadRequest: its ``neuropod-serve.json`` or ``config`` is invalid, an uploaded file
+            BadRequest: files name a new model with an empty name or one holding a path
+                separator; its ``neuropod-serve.json`` or ``config`` is invalid, an uploaded file
                 cannot be written, or it fails to load (the entry keeps the reason).
         """
         parameters = parameters if parameters is not None else LoadParameters()
@@ -203,6 +204,7 @@ class ModelRepository:
         with self._lock:
             entry = self._entries.get(name)
             if entry is None and parameters.files:
+                _check_new_name(name)
                 entry = self._entries[name] = _Entry(name, Path(), ModelOptions(), in_repository=False)
         if entry is None:
             raise NotFound(
@@ -276,6 +278,16 @@ class ModelRepository:
             if entry.upload is not None:
                 shutil.rmtree(entry.upload, ignore_errors=True)
                 entry.upload = None
+
+
+def _check_new_name(name: str) -> None:
+    # Triton's texts; a name that a URL path cannot carry could never be called either.
+    if not name:
+        raise BadRequest("Model name cannot be empty. Please enter a valid name to deploy.")
+    if "/" in name or "\\" in name or name in (".", ".."):
+        raise BadRequest(
+            f"invalid model name '{name}', model name must not contain path traversal characters"
+        )
 
 
 def _batched(model: NeuropodModel, options: ModelOptions) -> Servable:

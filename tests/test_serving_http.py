@@ -282,7 +282,7 @@ def test_curl_json_calls_and_an_error(server):
     out = curl(f"{base}/v2/models/nope")
     *text, code = out.stdout.splitlines()
     assert code == "404"
-    assert "Unknown model 'nope'" in json.loads("".join(text))["error"]
+    assert json.loads("".join(text))["error"] == "Request for unknown model: 'nope' is not found"
 
 
 def test_bearer_token(tmp_path):

@@ -37,7 +37,10 @@ def test_a_valid_file(folder):
     [
         ("{not json", "cannot be read as JSON"),
         ([1, 2], "must hold a JSON object, got list"),
-        ({"concurrency": 1, "bogus": 2}, "unknown key(s) 'bogus'; accepted: concurrency, dynamic_batching,"),
+        (
+            {"concurrency": 1, "bogus": 2},
+            "unknown key(s) 'bogus'; accepted: concurrency, config, dynamic_batching,",
+        ),
         ({"options": [1]}, "'options' must be a JSON object of load_neuropod options"),
         ({"concurrency": 0}, "concurrency must be an integer >= 1, got 0"),
         ({"max_batch_size": True}, "max_batch_size must be an integer >= 0, got True"),

@@ -55,6 +55,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--drain-timeout", metavar="SECONDS", type=float, default=30.0,
         help="how long to wait for requests in flight when stopping (default: 30)",
     )  # fmt: skip
+    parser.add_argument(
+        "--server-name", metavar="NAME", default="neuropod",
+        help="the server's name in its metadata, for clients that check it (default: neuropod)",
+    )  # fmt: skip
     add_load_options(parser)
 
 
@@ -64,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("nothing to serve: give package paths, --repository DIR, or both")
     if args.no_http and args.no_grpc:
         raise CommandError("--no-http and --no-grpc leave nothing to serve")
+    if not args.server_name.strip():
+        raise CommandError("--server-name must not be empty")
     from neuropod.serving import Server
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -79,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         max_body_size=args.max_body_size,
         grpc_threads=args.grpc_threads,
         drain_timeout=args.drain_timeout,
+        server_name=args.server_name,
     )
     stop = threading.Event()
 

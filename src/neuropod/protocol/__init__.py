@@ -9,6 +9,7 @@ the other reads:
 - ``tensors``: one tensor entry of a JSON request or response, inline or binary.
 - ``infer``: an inference request and its response as data (``InferRequest``,
   ``InferResponse``), whatever carried them.
+- ``classification``: Triton's classification extension (an output's top k classes).
 - ``http_codec``: those in HTTP bodies (JSON and binary tensors), for servers and clients.
 - ``grpc``: the generated gRPC messages and service, and tensors in them.
 - ``grpc_codec``: inference requests and responses in gRPC messages, and model metadata.

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from google.protobuf import json_format
 
+from neuropod.protocol.classification import CLASSIFICATION, class_count
 from neuropod.protocol.errors import ProtocolError
 from neuropod.protocol.grpc import (
     get_parameters,
@@ -69,7 +70,8 @@ def read_request(message: Any, raws: list[Buffer]) -> InferRequest:
 
     Raises:
         ProtocolError: no inputs, a duplicate input, raw contents that do not match the inputs,
-            or a tensor whose data does not fit its shape and datatype.
+            typed contents beside raw contents, or a tensor whose data does not fit its shape
+            and datatype.
     """
     raw_count = len(raws)
     used = 0
@@ -84,6 +86,13 @@ def read_request(message: Any, raws: list[Buffer]) -> InferRequest:
                 raise ProtocolError(f"Tensor '{name}': shape must hold non-negative sizes, got {list(shape)}")
             value = SharedMemoryInput(tensor.datatype, shape, parameters)
         elif raw_count:
+            if tensor.HasField("contents"):
+                # Triton's text, which its examples check: dropping the contents would answer
+                # from data other than what the client meant.
+                raise ProtocolError(
+                    f"contents field must not be specified when using raw_input_contents for "
+                    f"'{name}' for model '{message.model_name}'"
+                )
             if used >= raw_count:
                 raise ProtocolError(
                     f"raw_input_contents has {raw_count} entries, fewer than the inputs that need data"
@@ -101,11 +110,7 @@ def read_request(message: Any, raws: list[Buffer]) -> InferRequest:
         raise ProtocolError(
             f"raw_input_contents has {raw_count} entries, but {used} inputs take their data from it"
         )
-    outputs = (
-        [RequestedOutput(output.name, None, get_parameters(output.parameters)) for output in message.outputs]
-        if message.outputs
-        else None
-    )
+    outputs = [_requested_output(output) for output in message.outputs] if message.outputs else None
     return InferRequest(
         inputs,
         outputs=outputs,
@@ -114,6 +119,19 @@ def read_request(message: Any, raws: list[Buffer]) -> InferRequest:
         model_name=message.model_name,
         model_version=message.model_version,
     )
+
+
+def _requested_output(output: Any) -> RequestedOutput:
+    parameters = get_parameters(output.parameters)
+    count = 0
+    if CLASSIFICATION in parameters:
+        count = class_count(parameters[CLASSIFICATION], grpc=True)
+        if SHARED_MEMORY_REGION in parameters:
+            raise ProtocolError(
+                f"output can't set both '{SHARED_MEMORY_REGION}' and '{CLASSIFICATION}' "
+                f"(output '{output.name}')"
+            )
+    return RequestedOutput(output.name, None, parameters, count)
 
 
 def encode_response(response: InferResponse) -> bytes:
@@ -156,7 +174,10 @@ def encode_request(request: InferRequest) -> bytes:
             raise ProtocolError(f"Input '{name}': a client sends arrays, not shared-memory references")
         raws.append(tensor_to_message(message.inputs.add(), name, value))
     for output in request.outputs or ():
-        set_parameters(message.outputs.add(name=output.name).parameters, output.parameters)
+        parameters = output.parameters
+        if output.class_count:
+            parameters = {**parameters, CLASSIFICATION: output.class_count}
+        set_parameters(message.outputs.add(name=output.name).parameters, parameters)
     set_parameters(message.parameters, request.parameters)
     return join_raw_contents(message, RAW_INPUT_FIELD, raws)
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from neuropod.protocol import json_codec
 from neuropod.protocol.binary import BinaryReader, split_body
+from neuropod.protocol.classification import CLASSIFICATION, class_count
 from neuropod.protocol.errors import ProtocolError
 from neuropod.protocol.infer import (
     InferRequest,
@@ -210,12 +211,21 @@ def _requested_outputs(entries: object) -> list[RequestedOutput] | None:
         binary = parameters.get(BINARY_DATA)
         if binary is not None and not isinstance(binary, bool):
             raise ProtocolError(f"Output '{name}': {BINARY_DATA} must be true or false, got {binary!r}")
-        requested.append(RequestedOutput(name, binary, parameters))
+        count = 0
+        if CLASSIFICATION in parameters:
+            count = class_count(parameters[CLASSIFICATION], grpc=False)
+            if count and SHARED_MEMORY_REGION in parameters:
+                raise ProtocolError(
+                    f"Output can't set both '{SHARED_MEMORY_REGION}' and '{CLASSIFICATION}' (output '{name}')"
+                )
+        requested.append(RequestedOutput(name, binary, parameters, count))
     return requested
 
 
 def _requested_entry(output: RequestedOutput) -> dict[str, Any]:
     parameters = dict(output.parameters)
+    if output.class_count:
+        parameters[CLASSIFICATION] = output.class_count
     if output.binary is not None:
         parameters[BINARY_DATA] = output.binary
     return {"name": output.name, "parameters": parameters} if parameters else {"name": output.name}

@@ -21,12 +21,13 @@ for, else every output the model produced.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from neuropod.protocol.datatypes import array_datatype
+from neuropod.protocol.classification import top_classes
+from neuropod.protocol.datatypes import BYTES, array_datatype
 from neuropod.protocol.errors import ProtocolError
 from neuropod.protocol.keys import SHARED_MEMORY_REGION
 
@@ -62,17 +63,29 @@ class RequestedOutput:
         name: the output's name.
         binary: send it as binary data (``None``: as the request's ``binary_data_output`` says).
         parameters: its parameters as sent (a shared-memory region to write it to...).
+        class_count: send its top classes instead of its values (Triton's classification
+            extension, see ``neuropod.protocol.classification``); 0: its values.
     """
 
-    __slots__ = ("binary", "name", "parameters")
+    __slots__ = ("binary", "class_count", "name", "parameters")
 
-    def __init__(self, name: str, binary: bool | None = None, parameters: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        name: str,
+        binary: bool | None = None,
+        parameters: dict[str, Any] | None = None,
+        class_count: int = 0,
+    ):
         self.name = name
         self.binary = binary
         self.parameters = parameters if parameters is not None else {}
+        self.class_count = class_count
 
     def __repr__(self) -> str:
-        return f"RequestedOutput({self.name!r}, binary={self.binary!r}, parameters={self.parameters!r})"
+        counted = f", class_count={self.class_count!r}" if self.class_count else ""
+        return (
+            f"RequestedOutput({self.name!r}, binary={self.binary!r}, parameters={self.parameters!r}{counted})"
+        )
 
 
 class InferRequest:
@@ -193,6 +206,9 @@ def respond(
     outputs: Mapping[str, np.ndarray],
     model: str,
     datatypes: Mapping[str, str] | None = None,
+    *,
+    labels: Mapping[str, Sequence[str]] | None = None,
+    batched: bool = False,
 ) -> InferResponse:
     """The response to a request, from the outputs its model produced.
 
@@ -205,6 +221,9 @@ def respond(
         outputs: what the model returned.
         model: the model's name, for the response and messages.
         datatypes: output name -> datatype to send (the spec's), else the arrays' own.
+        labels: output name -> its class labels, for outputs asked for with a class count.
+        batched: the model batches (its ``max_batch_size`` > 0): classification ranks each row
+            of dim 0 on its own.
 
     Returns:
         The response.
@@ -212,7 +231,8 @@ def respond(
     Raises:
         ProtocolError: an output asked for is not among those the model produced (answered
             400 / ``INVALID_ARGUMENT``: a model may leave optional outputs out, so it is the
-            request that cannot be answered as asked).
+            request that cannot be answered as asked), or one asked for with a class count
+            cannot be ranked.
     """
     default = request.binary_data_output
     types = datatypes if datatypes is not None else {}
@@ -232,6 +252,11 @@ def respond(
         parameters = wanted.parameters
         region = parameters if SHARED_MEMORY_REGION in parameters else None
         binary = default if wanted.binary is None else wanted.binary
+        if wanted.class_count:
+            classes = (labels or {}).get(name)
+            ranked = top_classes(produced, wanted.class_count, classes, batched=batched)
+            tensors.append(OutputTensor(name, ranked, BYTES, binary))
+            continue
         tensors.append(OutputTensor(name, produced, types.get(name), binary, region))
     return InferResponse(tensors, model, VERSION, request.id)
 

@@ -6,9 +6,11 @@
     ├── ServerCore         core.py          what both front ends share: models, shm, auth
     │   ├── ModelRepository   repository.py the models: explicit packages + a repository folder
     │   │   └── ServedModel   served_model.py  a loaded model: metadata, threads, stats
-    │   │       ├── options.py, metadata.py, stats.py
+    │   │       ├── options.py, config_override.py, metadata.py, stats.py
+    │   │       └── load_parameters.py  a load's config override and uploaded files
     │   └── SharedMemoryRegistry  shm.py    registered system shared-memory regions
     ├── HttpApp            http_app.py      ASGI routes (uvicorn), http_infer.py the infer call
+    │   └── compression.py gzip / deflate bodies
     │   └── metrics.py     Prometheus /metrics
     └── InferenceServicer  grpc_service.py  inference.GRPCInferenceService (grpc.aio)
 

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from neuropod.protocol.infer import VERSION
 from neuropod.serving.errors import BadRequest, NotFound, Unauthenticated
+from neuropod.serving.load_parameters import LoadParameters
 from neuropod.serving.repository import ModelRepository
 from neuropod.serving.shm import SharedMemoryRegistry
 
 #: The protocol extensions the server implements, as ``GET /v2`` lists them.
 EXTENSIONS = (
     "binary_tensor_data",
+    "classification",
     "model_configuration",
     "model_repository",
     "statistics",
@@ -26,6 +29,8 @@ EXTENSIONS = (
 DEFAULT_MAX_BODY_SIZE = 2**31 - 1
 
 T = TypeVar("T")
+
+_INTEGER = re.compile(r"-?[0-9]+")
 
 
 @dataclass
@@ -72,11 +77,24 @@ class ServerCore:
     def check_version(self, model: str, version: str) -> None:
         """Check that a requested model version exists (every model has version ``"1"``).
 
+        The messages are Triton's, which its clients and tests match.
+
         Raises:
-            NotFound: it does not.
+            BadRequest: the version is not an integer, or is negative.
+            NotFound: no such version.
         """
-        if version and version != VERSION:
-            raise NotFound(f"Model '{model}' has no version '{version}' (versions: {VERSION})")
+        if not version or version == VERSION:
+            return
+        if _INTEGER.fullmatch(version) is None:
+            raise BadRequest(
+                f"failed to get model version from specified version string '{version}' "
+                f"(details: not an integer), version should be an integral value > 0"
+            )
+        if version.startswith("-"):
+            raise BadRequest(
+                f"invalid model version specified '{version}' , version should be an integral value > 0"
+            )
+        raise NotFound(f"Request for unknown model: '{model}' version {version} is not found")
 
     def statistics(self, name: str | None) -> list[dict[str, Any]]:
         """The statistics of model ``name``, or of every ready model.
@@ -89,22 +107,16 @@ class ServerCore:
             return [self.repository.get(name).stats.to_dict()]
         return [served.stats.to_dict() for served in self.repository.served()]
 
-    def load_blocking(self, name: str, parameters: dict[str, Any]) -> None:
-        """Load (or reload) model ``name``.
+    def load_blocking(self, name: str, parameters: LoadParameters | None = None) -> None:
+        """Load (or reload) model ``name``, with a ``config`` override or uploaded files.
 
         Raises:
-            BadRequest: load parameters were given (overriding a config is not supported), or
-                the model failed to load.
-            NotFound: no model has that name.
+            BadRequest: malformed parameters, or the model failed to load.
+            NotFound: no model has that name, and no files were given.
         """
-        if parameters:
-            raise BadRequest(
-                f"Loading with parameters ({', '.join(sorted(parameters))}) is not supported; "
-                f"put options in the model's neuropod-serve.json"
-            )
-        self.repository.load(name)
+        self.repository.load(name, parameters)
 
-    async def load(self, name: str, parameters: dict[str, Any]) -> None:
+    async def load(self, name: str, parameters: LoadParameters | None = None) -> None:
         """``load_blocking`` without blocking the event loop."""
         await _in_thread(self.load_blocking, name, parameters)
 

@@ -28,6 +28,7 @@ from neuropod.errors import NeuropodError
 from neuropod.protocol import grpc_codec
 from neuropod.protocol.grpc import MESSAGE_SIZE_OPTIONS, service_pb2, service_pb2_grpc
 from neuropod.protocol.infer import respond
+from neuropod.serving import load_parameters
 from neuropod.serving.core import ServerCore
 from neuropod.serving.errors import BadRequest, NotFound, ServingError, Unavailable, classify
 from neuropod.serving.metadata import metadata_properties
@@ -170,7 +171,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
 
     @_rpc()
     def RepositoryModelLoad(self, request: Any, context: Any) -> Any:
-        self.core.load_blocking(request.model_name, dict(request.parameters))
+        self.core.load_blocking(request.model_name, load_parameters.from_grpc(request.parameters))
         return service_pb2.RepositoryModelLoadResponse()
 
     @_rpc()
@@ -224,7 +225,14 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
             timer.decoded()
             outputs, queue, compute = served.call(inputs)
             timer.ran(queue, compute)
-            response = respond(request, outputs, served.name, served.output_datatypes)
+            response = respond(
+                request,
+                outputs,
+                served.name,
+                served.output_datatypes,
+                labels=served.labels,
+                batched=served.batched,
+            )
             if request.outputs is not None:  # only requested outputs name regions
                 write_outputs(shm, response)
             return grpc_codec.encode_response(response)

@@ -19,7 +19,7 @@ from neuropod.errors import NeuropodError
 from neuropod.protocol import json_codec
 from neuropod.protocol.binary import parse_header_length
 from neuropod.protocol.keys import HEADER_LENGTH
-from neuropod.serving import http_infer, metrics
+from neuropod.serving import compression, http_infer, load_parameters, metrics
 from neuropod.serving.core import ServerCore
 from neuropod.serving.errors import (
     BadRequest,
@@ -203,7 +203,15 @@ class HttpApp:
                 header_length = parse_header_length(request.headers.get(_HEADER_LENGTH))
             except ValueError as exc:
                 raise BadRequest(str(exc)) from None
-            headers, parts = await http_infer.infer(served, core.shm, request.body, header_length)
+            encoding = request.headers.get(b"content-encoding")
+            body = request.body
+            if encoding is not None:
+                body = compression.inflate(body, encoding.decode("latin-1"), core.max_body_size)
+            headers, parts = await http_infer.infer(served, core.shm, body, header_length)
+            compress = compression.response_encoding(request.headers.get(b"accept-encoding"))
+            if compress is not None:
+                headers = [*headers, (b"content-encoding", compress.encode())]
+                parts = [compression.deflate(parts, compress)]
             return 200, headers, parts
         if action == "ready":
             ready = core.repository.is_ready(name)
@@ -251,10 +259,7 @@ class HttpApp:
         if len(rest) == 3 and rest[0] == "models" and rest[2] in ("load", "unload"):
             body = request.json()
             if rest[2] == "load":
-                parameters = body.get("parameters") or {}
-                await self.core.load(
-                    rest[1], parameters if isinstance(parameters, dict) else {"?": parameters}
-                )
+                await self.core.load(rest[1], load_parameters.from_json(body.get("parameters")))
             else:
                 await self.core.unload(rest[1])
             return _ok({})

@@ -48,7 +48,14 @@ async def infer(
         timer.decoded()
         outputs, queue, compute = await served.infer(inputs)
         timer.ran(queue, compute)
-        response = respond(request, outputs, served.name, served.output_datatypes)
+        response = respond(
+            request,
+            outputs,
+            served.name,
+            served.output_datatypes,
+            labels=served.labels,
+            batched=served.batched,
+        )
         if request.outputs is not None:  # only requested outputs name regions
             write_outputs(shm, response)
         header, raws = http_codec.encode_response(response)

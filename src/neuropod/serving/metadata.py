@@ -22,6 +22,7 @@ from typing import Any
 from neuropod.protocol.datatypes import datatype_to_config_type, spec_dtype_to_datatype
 from neuropod.protocol.infer import VERSION as VERSION
 from neuropod.protocol.keys import NEUROPOD_INPUTS, NEUROPOD_OUTPUTS, NEUROPOD_PLATFORM
+from neuropod.serving.config_override import ConfigOverride
 from neuropod.spec.tensor_spec import TensorSpec
 
 #: The Triton config's ``backend`` of every model.
@@ -60,7 +61,13 @@ def metadata_properties(metadata: dict[str, Any]) -> dict[str, str]:
 
 
 def model_metadata(
-    name: str, platform: str, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec]
+    name: str,
+    platform: str,
+    inputs: Sequence[TensorSpec],
+    outputs: Sequence[TensorSpec],
+    *,
+    override: ConfigOverride | None = None,
+    batched: bool = False,
 ) -> dict[str, Any]:
     """The protocol's model metadata (``GET /v2/models/{name}``).
 
@@ -69,6 +76,8 @@ def model_metadata(
         platform: the package's platform.
         inputs: the input specs.
         outputs: the output specs.
+        override: what the model's serving options set (dims).
+        batched: the model batches (dim 0 of each spec is the batch dim).
 
     Returns:
         ``{"name", "versions", "platform", "inputs", "outputs", "parameters"}``.
@@ -76,7 +85,11 @@ def model_metadata(
 
     def tensors(specs: Sequence[TensorSpec]) -> list[dict[str, Any]]:
         return [
-            {"name": s.name, "datatype": spec_dtype_to_datatype(s.dtype), "shape": protocol_dims(s)}
+            {
+                "name": s.name,
+                "datatype": spec_dtype_to_datatype(s.dtype),
+                "shape": _shape(s, override, batched),
+            }
             for s in specs
         ]
 
@@ -99,6 +112,7 @@ def model_config(
     max_batch_size: int = 0,
     instances: int = 1,
     max_queue_delay_ms: float | None = None,
+    override: ConfigOverride | None = None,
 ) -> dict[str, Any]:
     """Triton's model configuration, as ``GET /v2/models/{name}/config`` answers it.
 
@@ -113,22 +127,30 @@ def model_config(
         max_batch_size: the batch size clients may send (0: no batching dim).
         instances: how many instances run the model.
         max_queue_delay_ms: with dynamic batching, how long a request may wait for others.
+        override: what the model's serving options set (input formats, dims, label files).
 
     Returns:
         The configuration as a JSON-ready dict (the ``ModelConfig`` message's JSON form).
     """
 
-    def tensors(specs: Sequence[TensorSpec]) -> list[dict[str, Any]]:
+    batched = max_batch_size > 0
+    formats = override.formats if override is not None else {}
+    labels = override.label_files if override is not None else {}
+
+    def tensors(specs: Sequence[TensorSpec], inputs: bool) -> list[dict[str, Any]]:
         out = []
         for spec in specs:
-            dims = protocol_dims(spec)
-            out.append(
-                {
-                    "name": spec.name,
-                    "data_type": datatype_to_config_type(spec_dtype_to_datatype(spec.dtype)),
-                    "dims": dims[1:] if max_batch_size > 0 else dims,
-                }
-            )
+            shape = _shape(spec, override, batched)
+            tensor = {
+                "name": spec.name,
+                "data_type": datatype_to_config_type(spec_dtype_to_datatype(spec.dtype)),
+                "dims": shape[1:] if batched else shape,
+            }
+            if inputs:  # Triton always prints it, and image_client.py reads it
+                tensor["format"] = formats.get(spec.name, "FORMAT_NONE")
+            elif spec.name in labels:
+                tensor["label_filename"] = labels[spec.name].name
+            out.append(tensor)
         return out
 
     parameters = spec_parameters(platform, inputs, outputs)
@@ -137,11 +159,19 @@ def model_config(
         "platform": platform_name(platform),
         "backend": BACKEND,
         "max_batch_size": max_batch_size,
-        "input": tensors(inputs),
-        "output": tensors(outputs),
+        "input": tensors(inputs, True),
+        "output": tensors(outputs, False),
         "instance_group": [{"name": name, "kind": "KIND_CPU", "count": instances}],
         "parameters": {key: {"string_value": text} for key, text in string_parameters(parameters).items()},
     }
     if max_queue_delay_ms is not None:
         config["dynamic_batching"] = {"max_queue_delay_microseconds": int(max_queue_delay_ms * 1000)}
     return config
+
+
+def _shape(spec: TensorSpec, override: ConfigOverride | None, batched: bool) -> list[int]:
+    dims = protocol_dims(spec)
+    fixed = None if override is None else override.dims.get(spec.name)
+    if fixed is None:
+        return dims
+    return [dims[0], *fixed] if batched and dims else list(fixed)

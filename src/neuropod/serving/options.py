@@ -26,8 +26,10 @@ with the server's default options, or a folder of its own holding a package and 
                                        Triton configuration's dims then leave out dim 0
         "dynamic_batching": {          merge concurrent requests into one call, up to
             "max_queue_delay_ms": 2    max_batch_size rows, waiting at most this long
-        }                              (neuropod.batching.DynamicBatcher; every input and
-    }                                  output must start with one batch symbol)
+        },                             (neuropod.batching.DynamicBatcher; every input and
+                                       output must start with one batch symbol)
+        "config": {...}                Triton configuration fields that clients read: input
+    }                                  formats, dims, label files (neuropod.serving.config_override)
 
 The file is checked by hand rather than by a schema library (msgspec, pydantic): its values are
 checked by ``ModelOptions`` itself, which servers also build in code (``Server(model_options=...)``)
@@ -48,11 +50,12 @@ from typing import Any
 
 from neuropod.errors import OptionError
 from neuropod.package import layout
+from neuropod.serving.config_override import ConfigOverride, parse_config
 
 #: The name of a model folder's serve options file.
 OPTIONS_FILE = "neuropod-serve.json"
 
-_KEYS = {"package", "options", "concurrency", "max_batch_size", "dynamic_batching"}
+_KEYS = {"package", "options", "concurrency", "max_batch_size", "dynamic_batching", "config"}
 
 
 @dataclass(frozen=True)
@@ -67,14 +70,32 @@ class ModelOptions:
             model does not batch, as far as clients are told).
         dynamic_batching: ``{"max_queue_delay_ms": ...}`` to merge concurrent requests into
             batches of up to ``max_batch_size`` rows; ``None``: no merging.
+        config: Triton configuration fields clients read (input formats, dims, label files,
+            ``max_batch_size``), as a ``ConfigOverride`` or its JSON form (see
+            ``neuropod.serving.config_override``); its ``max_batch_size`` is this one's.
+
+    Raises:
+        OptionError: a value has the wrong type or range, or ``config`` is malformed.
     """
 
     load_options: Mapping[str, Any] = field(default_factory=dict)
     concurrency: int | None = None
     max_batch_size: int = 0
     dynamic_batching: Mapping[str, Any] | None = None
+    config: ConfigOverride | Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        config = self.config
+        if config is not None and not isinstance(config, ConfigOverride):
+            config = parse_config(config, "ModelOptions")
+            object.__setattr__(self, "config", config)
+        if config is not None and config.max_batch_size is not None:
+            if self.max_batch_size not in (0, config.max_batch_size):
+                raise OptionError(
+                    f"max_batch_size is {self.max_batch_size} but config's max_batch_size is "
+                    f"{config.max_batch_size}; give it once"
+                )
+            object.__setattr__(self, "max_batch_size", config.max_batch_size)
         for name in ("concurrency", "max_batch_size"):
             value = getattr(self, name)
             if value is None and name == "concurrency":
@@ -111,8 +132,17 @@ class ModelOptions:
     def merged(self, defaults: Mapping[str, Any]) -> ModelOptions:
         """These options over the server's default load options."""
         return ModelOptions(
-            {**defaults, **self.load_options}, self.concurrency, self.max_batch_size, self.dynamic_batching
+            {**defaults, **self.load_options},
+            self.concurrency,
+            self.max_batch_size,
+            self.dynamic_batching,
+            self.config,
         )
+
+    def with_config(self, config: ConfigOverride) -> ModelOptions:
+        """These options with ``config`` in place of their own (a repository load's ``config``)."""
+        batch = self.max_batch_size if config.max_batch_size is None else 0
+        return ModelOptions(self.load_options, self.concurrency, batch, self.dynamic_batching, config)
 
 
 def is_package(path: Path) -> bool:
@@ -153,10 +183,17 @@ def read_model_folder(folder: Path) -> tuple[Path, ModelOptions]:
     if not isinstance(load_options, dict):
         raise OptionError(f"{file}: 'options' must be a JSON object of load_neuropod options")
     try:
+        config = data.get("config")
         options = ModelOptions(
-            load_options, data.get("concurrency"), data.get("max_batch_size", 0), data.get("dynamic_batching")
+            load_options,
+            data.get("concurrency"),
+            data.get("max_batch_size", 0),
+            data.get("dynamic_batching"),
+            None if config is None else parse_config(config, str(file), folder),
         )
     except OptionError as exc:
+        if str(exc).startswith(str(file)):
+            raise
         raise OptionError(f"{file}: {exc}") from None
     return _find_package(folder, data.get("package"), file), options
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,9 @@ from neuropod.errors import NeuropodError
 from neuropod.loader import load_neuropod
 from neuropod.model import NeuropodModel
 from neuropod.protocol.infer import VERSION
+from neuropod.serving.config_override import parse_config
 from neuropod.serving.errors import BadRequest, NotFound, ServingError, Unavailable
+from neuropod.serving.load_parameters import LoadParameters, write_files
 from neuropod.serving.options import OPTIONS_FILE, ModelOptions, is_package, read_model_folder
 from neuropod.serving.served_model import Servable, ServedModel
 
@@ -45,6 +48,13 @@ class _Entry:
     reason: str = ""
     served: ServedModel | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: The folder of files uploaded with the last load that had any (removed with the entry).
+    upload: Path | None = None
+
+
+def unknown_model(name: str) -> str:
+    """Triton's message for a model that no repository has (its clients and tests match it)."""
+    return f"Request for unknown model: '{name}' is not found"
 
 
 class ModelRepository:
@@ -94,7 +104,11 @@ class ModelRepository:
                 raise ValueError(f"Two packages are named '{name}': {self._entries[name].path} and {path}")
             options = self._options_of(name, options)
             entry = _Entry(name, path, options, in_repository=False)
-            entry.served, entry.state = ServedModel(name, model, options), READY
+            try:
+                entry.served, entry.state = ServedModel(name, model, options), READY
+            except BaseException:  # its config does not fit it
+                model.close()
+                raise
             self._entries[name] = entry
         self.scan()
         for entry in list(self._entries.values()):
@@ -131,9 +145,7 @@ class ModelRepository:
         """
         entry = self._entries.get(name)
         if entry is None:
-            raise NotFound(
-                f"Unknown model '{name}'; served models: {', '.join(sorted(self._entries)) or 'none'}"
-            )
+            raise NotFound(unknown_model(name))
         served = entry.served
         if served is None or entry.state != READY:
             why = f": {entry.reason}" if entry.reason else ""
@@ -148,7 +160,7 @@ class ModelRepository:
         """
         entry = self._entries.get(name)
         if entry is None:
-            raise NotFound(f"Unknown model '{name}'")
+            raise NotFound(unknown_model(name))
         return entry.state == READY
 
     def ready_states(self) -> dict[str, bool]:
@@ -172,38 +184,71 @@ class ModelRepository:
             out.append(item)
         return out
 
-    def load(self, name: str) -> None:
+    def load(self, name: str, parameters: LoadParameters | None = None) -> None:
         """Load model ``name``, or reload it if it is loaded (the old one drains first).
 
+        Args:
+            name: the model.
+            parameters: a ``config`` to apply to this load, and uploaded files to load it
+                from (see ``neuropod.serving.load_parameters``); files may create a model
+                that the repository lacks.
+
         Raises:
-            NotFound: no model has that name.
-            BadRequest: its ``neuropod-serve.json`` is invalid, or it fails to load (the
-                entry keeps the reason).
+            NotFound: no model has that name, and no files were given.
+            BadRequest: files name a new model with an empty name or one holding a path
+                separator; its ``neuropod-serve.json`` or ``config`` is invalid, an uploaded file
+                cannot be written, or it fails to load (the entry keeps the reason).
         """
+        parameters = parameters if parameters is not None else LoadParameters()
         self.scan()
-        entry = self._entries.get(name)
+        with self._lock:
+            entry = self._entries.get(name)
+            if entry is None and parameters.files:
+                _check_new_name(name)
+                entry = self._entries[name] = _Entry(name, Path(), ModelOptions(), in_repository=False)
         if entry is None:
             raise NotFound(
-                f"Unknown model '{name}'; the repository has: {', '.join(sorted(self._entries)) or 'none'}"
+                f"failed to load '{name}', failed to poll from model repository: it has no model '{name}' "
+                f"(models: {', '.join(sorted(self._entries)) or 'none'})"
             )
         with entry.lock:
             old = entry.served
             entry.state, entry.reason, entry.served = LOADING, "", None
             if old is not None:
                 old.close()
+            model = None
             try:
+                if parameters.files:
+                    if entry.upload is not None:
+                        shutil.rmtree(entry.upload, ignore_errors=True)
+                        entry.upload = None
+                    entry.upload = write_files(parameters.files)
+                folder = entry.upload
                 path, options = entry.path, entry.options
-                if entry.in_repository:
+                if folder is not None:
+                    path, options = read_model_folder(folder)
+                    options = options.merged(self._defaults)
+                elif entry.in_repository:
                     if (path / OPTIONS_FILE).is_file():
+                        folder = path
                         path, options = read_model_folder(path)
                     options = options.merged(self._defaults)
-                options = self._options_of(name, options)
+                options = base = self._options_of(name, options)
+                if parameters.config is not None:
+                    override = parse_config(parameters.config, "load parameter 'config'", folder)
+                    options = options.with_config(override)
                 model = _batched(load_neuropod(path, **options.load_options), options)
+                served = ServedModel(name, model, options)
             except (NeuropodError, OSError) as exc:
+                if model is not None:
+                    model.close()
                 entry.state, entry.reason = UNAVAILABLE, f"load failed: {exc}"
-                raise BadRequest(f"Model '{name}' failed to load: {exc}") from exc
-            entry.options = options
-            entry.served, entry.state = ServedModel(name, model, options), READY
+                raise BadRequest(
+                    f"load failed for model '{name}': version {VERSION} is at UNAVAILABLE state: {exc};"
+                ) from exc
+            if folder is None:
+                entry.options = base
+            entry.served, entry.state = served, READY
 
     def unload(self, name: str) -> None:
         """Unload model ``name`` once its queued requests are done.
@@ -226,9 +271,23 @@ class ModelRepository:
         return found if override is None else override.merged(found.load_options)
 
     def close(self) -> None:
-        """Unload every model. Idempotent."""
+        """Unload every model and remove uploaded files. Idempotent."""
         for name in list(self._entries):
             self.unload(name)
+            entry = self._entries[name]
+            if entry.upload is not None:
+                shutil.rmtree(entry.upload, ignore_errors=True)
+                entry.upload = None
+
+
+def _check_new_name(name: str) -> None:
+    # Triton's texts; a name that a URL path cannot carry could never be called either.
+    if not name:
+        raise BadRequest("Model name cannot be empty. Please enter a valid name to deploy.")
+    if "/" in name or "\\" in name or name in (".", ".."):
+        raise BadRequest(
+            f"invalid model name '{name}', model name must not contain path traversal characters"
+        )
 
 
 def _batched(model: NeuropodModel, options: ModelOptions) -> Servable:

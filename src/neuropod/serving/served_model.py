@@ -27,6 +27,7 @@ import numpy as np
 
 from neuropod.model import NeuropodModel
 from neuropod.protocol.datatypes import spec_dtype_to_datatype
+from neuropod.serving.config_override import ConfigOverride
 from neuropod.serving.errors import Unavailable
 from neuropod.serving.metadata import model_config, model_metadata
 from neuropod.serving.options import ModelOptions
@@ -53,6 +54,9 @@ class ServedModel:
         name: the name clients use.
         model: the loaded model; closed with this object.
         options: how it is served.
+
+    Raises:
+        OptionError: its ``config`` does not fit the model, or a label file cannot be read.
     """
 
     def __init__(self, name: str, model: Servable, options: ModelOptions):
@@ -61,7 +65,17 @@ class ServedModel:
         self.options = options
         self.stats = ModelStats(name)
         inputs, outputs = model.input_specs, model.output_specs
-        self.metadata: dict[str, Any] = model_metadata(name, model.platform, inputs, outputs)
+        override = options.config if isinstance(options.config, ConfigOverride) else None
+        #: The model batches, as clients are told: classification ranks each row on its own.
+        self.batched = options.max_batch_size > 0
+        #: Output name -> class labels, from the label files its options name.
+        self.labels: dict[str, list[str]] = {}
+        if override is not None:
+            override.check(name, inputs, outputs, self.batched)
+            self.labels = override.labels()
+        self.metadata: dict[str, Any] = model_metadata(
+            name, model.platform, inputs, outputs, override=override, batched=self.batched
+        )
         self.config: dict[str, Any] = model_config(
             name,
             model.platform,
@@ -72,6 +86,7 @@ class ServedModel:
             max_queue_delay_ms=None
             if options.dynamic_batching is None
             else float(options.dynamic_batching.get("max_queue_delay_ms", 0.0)),
+            override=override,
         )
         #: Output name -> protocol datatype, in spec order.
         self.output_datatypes = {spec.name: spec_dtype_to_datatype(spec.dtype) for spec in outputs}

@@ -59,6 +59,7 @@ class Server:
             their turn; default: one per CPU, or one per slot of the models loaded at start
             where they have more (see ``default_grpc_threads``).
         drain_timeout: how long ``stop`` waits for requests in flight.
+        server_name: the server's ``name`` in its metadata (``GET /v2``, ``ServerMetadata``).
 
     Raises:
         ValueError: no port to serve on, or no model source.
@@ -78,6 +79,7 @@ class Server:
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         grpc_threads: int | None = None,
         drain_timeout: float = 30.0,
+        server_name: str = "neuropod",
     ):
         if http_port is None and grpc_port is None:
             raise ValueError("A server needs an HTTP port, a gRPC port, or both")
@@ -87,6 +89,8 @@ class Server:
             auth_token = os.environ.get(TOKEN_ENV) or None
         if grpc_threads is not None and grpc_threads < 1:
             raise ValueError(f"grpc_threads must be at least 1, got {grpc_threads}")
+        if not server_name.strip():
+            raise ValueError("server_name must not be empty")
         self.host = host
         self._grpc_threads = grpc_threads
         self.drain_timeout = drain_timeout
@@ -95,6 +99,7 @@ class Server:
             ModelRepository(paths, repository, load_options=load_options, model_options=model_options),
             auth_token=auth_token,
             max_body_size=max_body_size,
+            name=server_name,
         )
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

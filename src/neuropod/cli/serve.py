@@ -6,11 +6,13 @@ import argparse
 import logging
 import signal
 import sys
-import threading
 from types import FrameType
 
 from neuropod.cli.arguments import add_load_options, load_options
 from neuropod.cli.errors import CommandError
+
+#: How often the main thread looks for a stop signal while serving.
+_POLL_SECONDS = 0.2
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -80,10 +82,12 @@ def run(args: argparse.Namespace) -> int:
         grpc_threads=args.grpc_threads,
         drain_timeout=args.drain_timeout,
     )
-    stop = threading.Event()
+    # A signal handler runs between two bytecodes of the main thread, which may then hold any
+    # lock (an Event's, inside its wait): taking one here can deadlock, so it only records.
+    signals: list[int] = []
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+        signals.append(signum)
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -96,8 +100,8 @@ def run(args: argparse.Namespace) -> int:
         if server.grpc_port is not None:
             print(f"gRPC on {server.grpc_address}")
         sys.stdout.flush()
-        while not stop.wait(0.5):
-            if server.wait(0):
+        while not signals:
+            if server.wait(_POLL_SECONDS):
                 raise CommandError("the server stopped unexpectedly")
         print("stopping: draining requests in flight")
     finally:

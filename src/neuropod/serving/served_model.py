@@ -111,7 +111,12 @@ class ServedModel:
             future = loop.run_in_executor(self._executor, self.call, inputs)
         except RuntimeError:  # the pool was shut down: the model is being unloaded
             raise Unavailable(f"Model '{self.name}' is being unloaded") from None
-        return await future
+        try:
+            return await future
+        finally:
+            # A failed call's exception holds this frame (its traceback) and the future holds
+            # the exception: without this the request's tensors wait for a GC cycle.
+            del future
 
     def call(self, inputs: Mapping[str, np.ndarray]) -> Result:
         """Wait for a free slot, then run the model in this thread.

@@ -316,6 +316,28 @@ def test_a_nul_byte_in_a_key_is_a_400(server, caplog):
     assert not caplog.records
 
 
+def test_a_model_returning_outputs_that_break_its_spec_is_a_500(tmp_path):
+    with Server([build_model(tmp_path, "malformed")], http_port=0, grpc_port=0) as server:
+        x = {"name": "x", "shape": [2], "datatype": "FP32", "data": [1, 2]}
+        status, message = error_of(server.http_port, "POST", "/v2/models/malformed/infer", {"inputs": [x]})
+        assert status == 500
+        assert message.startswith("Model 'malformed' returned outputs that break its spec: ")
+        assert "float32" in message
+        x["shape"], x["data"] = [1, 2], [[1, 2]]  # the client's mistake stays a 400
+        status, message = error_of(server.http_port, "POST", "/v2/models/malformed/infer", {"inputs": [x]})
+        assert status == 400 and "input" in message
+        client = grpcclient.InferenceServerClient(server.grpc_address)
+        try:
+            tensor = grpcclient.InferInput("x", [2], "FP32")
+            tensor.set_data_from_numpy(np.ones(2, np.float32))
+            with pytest.raises(InferenceServerException) as info:
+                client.infer("malformed", [tensor])
+        finally:
+            client.close()
+        assert info.value.status() == "StatusCode.INTERNAL"
+        assert "returned outputs that break its spec" in info.value.message()
+
+
 # --- item 13: the token guards every route and RPC but server health ------------------------
 
 TOKEN = "s3cret"

@@ -24,12 +24,14 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from neuropod.errors import ValidationError
 from neuropod.model import NeuropodModel
 from neuropod.protocol.datatypes import spec_dtype_to_datatype
-from neuropod.serving.errors import Unavailable
+from neuropod.serving.errors import InternalError, Unavailable
 from neuropod.serving.metadata import model_config, model_metadata
 from neuropod.serving.options import ModelOptions
 from neuropod.serving.stats import ModelStats
+from neuropod.spec.validation import TensorValidator
 
 #: A loaded model, or a wrapper of one with the same interface (``DynamicBatcher``).
 Servable = NeuropodModel
@@ -79,6 +81,7 @@ class ServedModel:
         self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix=f"neuropod-serve-{name}")
         self._closing = False
         self._closed = False
+        self._input_check = TensorValidator(model.input_specs, "input", require_all=True)
 
     async def infer(self, inputs: Mapping[str, np.ndarray]) -> Result:
         """Run the model in a thread of its pool (see ``call``).
@@ -138,8 +141,24 @@ class ServedModel:
 
     def _run(self, inputs: Mapping[str, np.ndarray], submitted: float) -> Result:
         started = time.perf_counter()
-        outputs = self.model.infer(inputs)
+        try:
+            outputs = self.model.infer(inputs)
+        except ValidationError as exc:
+            if not self._inputs_are_valid(inputs):
+                raise
+            raise InternalError(f"Model '{self.name}' returned outputs that break its spec: {exc}") from exc
         return outputs, started - submitted, time.perf_counter() - started
+
+    def _inputs_are_valid(self, inputs: Mapping[str, np.ndarray]) -> bool:
+        # The model validated inputs and outputs alike, so its ValidationError does not say
+        # whose fault it was: valid inputs mean the outputs broke the spec, the model's fault
+        # (500), not the client's (400). Every input is required here so that a doubt stays
+        # the client's: only a failure path pays for this second check.
+        try:
+            self._input_check(inputs)
+        except ValidationError:
+            return False
+        return True
 
     def close(self, timeout: float | None = None) -> bool:
         """Refuse new calls, wait for those running, then close the model. Idempotent.

@@ -182,7 +182,7 @@ class ServedModel:
                 self._slots.get(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
                 taken += 1
         except queue.Empty:
-            logger.warning("Model '%s' is still running calls after %s s; left open", self.name, timeout)
+            logger.warning("Model '%s' still runs calls that outlived the timeout; left open", self.name)
             for _ in range(taken):
                 self._slots.put(None)
             return False

@@ -78,7 +78,9 @@ class ServedModel:
         self._slots: queue.SimpleQueue[None] = queue.SimpleQueue()
         for _ in range(self._threads):
             self._slots.put(None)
-        self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix=f"neuropod-serve-{name}")
+        # Twice the slots: HTTP requests decode and encode in these threads too, so that while
+        # the slots compute, as many requests again can be decoded and answered.
+        self._executor = ThreadPoolExecutor(2 * self._threads, thread_name_prefix=f"neuropod-serve-{name}")
         self._closing = False
         self._closed = False
         self._input_check = TensorValidator(model.input_specs, "input", require_all=True)

@@ -180,6 +180,24 @@ def test_an_object_resized_during_requests_never_kills_the_server(adder):
         assert 400 in statuses
 
 
+def test_a_region_unregistered_while_a_request_holds_it_is_a_400():
+    from neuropod.serving.errors import BadRequest
+    from neuropod.serving.shm import SharedMemoryRegistry
+
+    registry = SharedMemoryRegistry()
+    with shm_object(64) as (key, _):
+        registry.register("r", key, 0, 64)
+        region = registry.get("r")  # what a request in flight holds
+        registry.unregister("r")
+        registry.unregister("r")  # unknown: no error
+        with pytest.raises(BadRequest, match=r"^Tensor 'x': shared memory region 'r' was unregistered$"):
+            region.read(0, 8, "x")
+        with pytest.raises(BadRequest, match=r"^Tensor 'y': shared memory region 'r' was unregistered$"):
+            region.write(0, 8, memoryview(b"12345678"), "y")
+        region.close()  # idempotent
+    registry.close()
+
+
 # --- item 3: what a key may open, and how much of it ----------------------------------------
 
 

@@ -83,6 +83,7 @@ class ServedModel:
         self._executor = ThreadPoolExecutor(2 * self._threads, thread_name_prefix=f"neuropod-serve-{name}")
         self._closing = False
         self._closed = False
+        self._model_closed = False
         self._input_check = TensorValidator(model.input_specs, "input", require_all=True)
 
     async def infer(self, inputs: Mapping[str, np.ndarray]) -> Result:
@@ -173,7 +174,7 @@ class ServedModel:
             Whether the model was closed (``False``: calls outlived the timeout).
         """
         if self._closing:
-            return self._closed
+            return self._model_closed
         self._closing = True
         # Calls queued in the pool fail at once (call() sees _closing): only running ones wait.
         self._executor.shutdown(wait=False)
@@ -185,12 +186,14 @@ class ServedModel:
                 taken += 1
         except queue.Empty:
             logger.warning("Model '%s' still runs calls that outlived the timeout; left open", self.name)
+            self._closed = True  # no further call runs: callers waiting for a slot give up
             for _ in range(taken):
                 self._slots.put(None)
             return False
         self._closed = True
         try:
             self.model.close()
+            self._model_closed = True
         finally:
             for _ in range(self._threads):  # callers still waiting see _closed and give up
                 self._slots.put(None)

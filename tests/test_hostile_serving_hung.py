@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from neuropod.serving import Server
@@ -93,3 +94,31 @@ def test_neuropod_serve_exits_within_the_drain_timeout_despite_a_hung_model(tmp_
         _, stderr = process.communicate()
     assert process.returncode == 0 and took < 1.0 + 5, stderr
     assert "calls of flaky still running after --drain-timeout 1 s" in stderr
+
+
+def test_a_model_left_open_at_stop_runs_no_further_call(tmp_path):
+    from neuropod.serving.errors import Unavailable
+
+    server = Server([build_model(tmp_path, "flaky")], http_port=0, grpc_port=None).start()
+    served = server.core.repository.get("flaky")
+    x = {"x": np.array([1500], np.int32)}  # 1.5 s
+    running = threading.Thread(target=served.call, args=(x,))
+    running.start()
+    time.sleep(0.2)
+    waiting_error: list[BaseException] = []
+
+    def wait_for_the_slot() -> None:
+        try:
+            served.call({"x": np.array([0], np.int32)})
+        except Unavailable as exc:
+            waiting_error.append(exc)
+
+    waiting = threading.Thread(target=wait_for_the_slot)
+    waiting.start()
+    time.sleep(0.2)
+    assert served.close(timeout=0.2) is False
+    assert served.close() is False  # idempotent: still open
+    waiting.join(1.0)
+    assert not waiting.is_alive() and str(waiting_error[0]) == "Model 'flaky' was unloaded"
+    running.join()
+    server.stop()

@@ -93,6 +93,17 @@ MODELS: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]], str]] = {
             return lambda x: {"o_int": x * 2}
         """,
     ),
+    # Returns float64 where its spec says float32: the model's fault, not the request's.
+    "malformed": (
+        [{"name": "x", "dtype": "float32", "shape": [None]}],
+        [{"name": "y", "dtype": "float32", "shape": [None]}],
+        """
+        import numpy as np
+
+        def get_model(data_dir):
+            return lambda x: {"y": x.astype(np.float64)}
+        """,
+    ),
     "wide_ints": (
         [
             {"name": "u64", "dtype": "uint64", "shape": [None]},

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
-import threading
 from types import FrameType
 
 from neuropod.cli.arguments import add_command, add_load_options, checked, load_options
 from neuropod.cli.errors import CommandError
 from neuropod.options import int_at_least
+
+#: How often the main thread looks for a stop signal while serving.
+_POLL_SECONDS = 0.2
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -87,10 +90,12 @@ def run(args: argparse.Namespace) -> int:
         drain_timeout=args.drain_timeout,
         server_name=args.server_name,
     )
-    stop = threading.Event()
+    # A signal handler runs between two bytecodes of the main thread, which may then hold any
+    # lock (an Event's, inside its wait): taking one here can deadlock, so it only records.
+    signals: list[int] = []
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+        signals.append(signum)
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -103,12 +108,22 @@ def run(args: argparse.Namespace) -> int:
         if server.grpc_port is not None:
             print(f"gRPC on {server.grpc_address}")
         sys.stdout.flush()
-        while not stop.wait(0.5):
-            if server.wait(0):
+        while not signals:
+            if server.wait(_POLL_SECONDS):
                 raise CommandError("the server stopped unexpectedly")
         print("stopping: draining requests in flight")
     finally:
         server.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if server.left_running:
+        # Their calls' threads are still running, and Python waits for such threads at exit.
+        print(
+            f"stopped with calls of {', '.join(server.left_running)} still running after "
+            f"--drain-timeout {args.drain_timeout:g} s; exiting without them",
+            file=sys.stderr,
+        )
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0

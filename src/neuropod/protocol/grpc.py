@@ -22,6 +22,7 @@ import numpy as np
 from neuropod.protocol.binary import tensor_from_raw, tensor_to_raw
 from neuropod.protocol.datatypes import array_datatype, datatype_to_numpy
 from neuropod.protocol.errors import ProtocolError
+from neuropod.protocol.tensors import check_shape
 
 try:
     from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
@@ -106,9 +107,7 @@ def tensor_from_message(tensor: Any, raw: bytes | bytearray | memoryview | None)
         ProtocolError: a negative dim, an unknown datatype, or data that does not fit the shape.
     """
     name = tensor.name
-    shape = tuple(tensor.shape)
-    if shape and min(shape) < 0:
-        raise ProtocolError(f"Tensor '{name}': shape must hold non-negative sizes, got {list(shape)}")
+    shape = check_shape(tuple(tensor.shape), name)
     datatype = tensor.datatype
     if raw is not None:
         return tensor_from_raw(raw, datatype, shape, name=name)

@@ -48,6 +48,7 @@ from neuropod.protocol.infer import (
     SharedMemoryInput,
 )
 from neuropod.protocol.keys import SHARED_MEMORY_REGION
+from neuropod.protocol.tensors import check_shape
 
 #: Field number of the protocol's ``ModelMetadataResponse.properties``.
 PROPERTIES_FIELD = 6
@@ -81,10 +82,7 @@ def read_request(message: Any, raws: list[Buffer]) -> InferRequest:
         parameters = get_parameters(tensor.parameters) if tensor.parameters else {}
         value: np.ndarray | SharedMemoryInput
         if SHARED_MEMORY_REGION in parameters:
-            shape = tuple(tensor.shape)
-            if shape and min(shape) < 0:
-                raise ProtocolError(f"Tensor '{name}': shape must hold non-negative sizes, got {list(shape)}")
-            value = SharedMemoryInput(tensor.datatype, shape, parameters)
+            value = SharedMemoryInput(tensor.datatype, check_shape(tuple(tensor.shape), name), parameters)
         elif raw_count:
             if tensor.HasField("contents"):
                 # Triton's text, which its examples check: dropping the contents would answer

@@ -26,14 +26,18 @@ def loads(data: bytes | bytearray | memoryview) -> Any:
     """Parse a JSON document.
 
     Raises:
-        ValueError: the document is not valid JSON (or not UTF-8).
+        ValueError: the document is not valid JSON (or not UTF-8), or nests deeper than the
+            parser can follow.
     """
     if orjson is not None:
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
             pass  # perhaps NaN or Infinity, which the standard library reads; or an error it reports
-    return json.loads(bytes(data))
+    try:
+        return json.loads(bytes(data))
+    except RecursionError:
+        raise ValueError("the document nests arrays or objects too deeply") from None
 
 
 def dumps(value: Any, allow_nan: bool = False) -> bytes:

@@ -37,7 +37,7 @@ _ACCEPTED_KINDS = {"b": "b", "i": "iu", "u": "iu", "f": "fiu"}
 
 
 def parse_shape(shape: object, name: str) -> tuple[int, ...]:
-    """Check a tensor's ``shape`` field: a list of non-negative ints.
+    """Check a tensor's ``shape`` field: a list of non-negative ints (see ``check_shape``).
 
     Raises:
         ProtocolError: it is anything else.
@@ -47,8 +47,48 @@ def parse_shape(shape: object, name: str) -> tuple[int, ...]:
             if type(dim) is not int or dim < 0:
                 break
         else:
-            return tuple(shape)
+            return check_shape(tuple(shape), name)
     raise ProtocolError(f"Tensor '{name}': shape must be a list of non-negative integers, got {shape!r}")
+
+
+#: The most dimensions a tensor may have: numpy's limit.
+MAX_RANK = 64
+#: The most elements a tensor's non-zero sizes may multiply to: numpy's limit on an array's
+#: bytes (a signed 64-bit count) over the widest element (8 bytes). numpy refuses larger
+#: shapes even when another size is zero.
+MAX_ELEMENTS = (2**63 - 1) // 8
+
+
+def check_shape(shape: tuple[int, ...], name: str) -> tuple[int, ...]:
+    """Check that a shape of ints is one an array can have.
+
+    Args:
+        shape: the sizes.
+        name: the tensor's name, for messages.
+
+    Returns:
+        ``shape``.
+
+    Raises:
+        ProtocolError: a size is negative, there are more than ``MAX_RANK`` sizes, or the
+            non-zero sizes multiply to more than ``MAX_ELEMENTS``.
+    """
+    if len(shape) > MAX_RANK:
+        raise ProtocolError(
+            f"Tensor '{name}': shape has {len(shape)} dimensions; a tensor may have at most {MAX_RANK}"
+        )
+    elements = 1
+    for dim in shape:
+        if dim < 0:
+            raise ProtocolError(f"Tensor '{name}': shape must hold non-negative sizes, got {list(shape)}")
+        if dim:
+            elements *= dim
+    if elements > MAX_ELEMENTS:
+        raise ProtocolError(
+            f"Tensor '{name}': shape {list(shape)} is too large: its non-zero sizes multiply to "
+            f"{elements}, more than the {MAX_ELEMENTS} elements a tensor may have"
+        )
+    return shape
 
 
 def tensor_from_json(data: object, datatype: str, shape: Sequence[int], *, name: str = "") -> np.ndarray:
@@ -252,6 +292,9 @@ def _short(value: object, limit: int = 80) -> str:
 
 
 __all__ = [
+    "MAX_ELEMENTS",
+    "MAX_RANK",
+    "check_shape",
     "parameters_of",
     "parse_shape",
     "read_tensor",

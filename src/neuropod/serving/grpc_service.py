@@ -137,7 +137,7 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
     def ServerReady(self, request: Any, context: Any) -> Any:
         return service_pb2.ServerReadyResponse(ready=self.core.accepting)
 
-    @_rpc(public=True)
+    @_rpc()
     def ModelReady(self, request: Any, context: Any) -> Any:
         self.core.check_version(request.name, request.version)
         return service_pb2.ModelReadyResponse(ready=self.core.repository.is_ready(request.name))

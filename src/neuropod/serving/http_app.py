@@ -43,6 +43,9 @@ _HEADER_LENGTH = HEADER_LENGTH.lower().encode()
 #: Bodies up to this size go out in one write, not one per part: each write is a send to the
 #: socket, and a client woken by a partial answer costs more than the copy.
 _COALESCE_LIMIT = 64 * 1024
+#: The paths answered without a token: the server's liveness and readiness, nothing that
+#: names a model.
+_PUBLIC_PATHS = (["", "v2", "health", "live"], ["", "v2", "health", "ready"])
 _MODEL_ACTIONS = {"": "GET", "ready": "GET", "infer": "POST", "config": "GET", "stats": "GET"}
 
 
@@ -126,7 +129,7 @@ class HttpApp:
         headers = dict(scope["headers"])
         parts = scope["path"].split("/")
         request = Request(scope["method"], parts, headers, b"")
-        if not (len(parts) > 2 and parts[2] == "health"):
+        if parts not in _PUBLIC_PATHS:
             authorization = headers.get(b"authorization")
             self.core.check_token(None if authorization is None else authorization.decode("latin-1"))
         limit = self.core.max_body_size

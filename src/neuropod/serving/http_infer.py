@@ -1,5 +1,7 @@
 """``POST /v2/models/{m}/infer``: an HTTP body in, a model run, an HTTP body out.
 
+All of it runs in a thread of the model's pool, off the event loop.
+
 Decoding and encoding are the protocol's (``neuropod.protocol.http_codec``); this adds what
 only a server does: shared-memory regions, the model's run and its statistics. Without an
 ``outputs`` list every output the model produced comes back; an output asked for that it did
@@ -25,7 +27,15 @@ _HEADER_LENGTH = HEADER_LENGTH.lower().encode()
 async def infer(
     served: ServedModel, shm: SharedMemoryRegistry, body: bytes, header_length: int | None
 ) -> tuple[Headers, list[bytes | memoryview]]:
-    """Answer one inference request.
+    """Answer one inference request, in a thread of the model's pool (see ``answer``): the
+    event loop neither decodes a large body nor waits for a slow model."""
+    return await served.run(answer, served, shm, body, header_length)
+
+
+def answer(
+    served: ServedModel, shm: SharedMemoryRegistry, body: bytes, header_length: int | None
+) -> tuple[Headers, list[bytes | memoryview]]:
+    """Answer one inference request in this thread.
 
     Args:
         served: the model.
@@ -46,7 +56,7 @@ async def infer(
         request.check_outputs(served.output_datatypes, served.name)
         inputs = resolve_inputs(shm, request)
         timer.decoded()
-        outputs, queue, compute = await served.infer(inputs)
+        outputs, queue, compute = served.call(inputs)
         timer.ran(queue, compute)
         response = respond(
             request,

@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -250,8 +251,16 @@ class ModelRepository:
                 entry.options = base
             entry.served, entry.state = served, READY
 
-    def unload(self, name: str) -> None:
-        """Unload model ``name`` once its queued requests are done.
+    def unload(self, name: str, timeout: float | None = None) -> bool:
+        """Unload model ``name`` once its running requests are done.
+
+        Args:
+            name: the model.
+            timeout: the longest to wait for them (``None``: for ever).
+
+        Returns:
+            Whether it was closed (``False``: a call outlived ``timeout``; the model is left
+            open, no longer served).
 
         Raises:
             NotFound: no model has that name.
@@ -262,22 +271,35 @@ class ModelRepository:
         with entry.lock:
             served, entry.served = entry.served, None
             entry.state, entry.reason = UNLOADING, ""
-            if served is not None:
-                served.close()
+            closed = served is None or served.close(timeout)
             entry.state, entry.reason = UNAVAILABLE, "unloaded"
+        return closed
 
     def _options_of(self, name: str, found: ModelOptions) -> ModelOptions:
         override = self._overrides.get(name)
         return found if override is None else override.merged(found.load_options)
 
-    def close(self) -> None:
-        """Unload every model and remove uploaded files. Idempotent."""
+    def close(self, timeout: float | None = None) -> list[str]:
+        """Unload every model and remove uploaded files. Idempotent.
+
+        Args:
+            timeout: the longest to wait for running requests, for all models together
+                (``None``: for ever).
+
+        Returns:
+            The models left open because a call outlived ``timeout``.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        left = []
         for name in list(self._entries):
-            self.unload(name)
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not self.unload(name, remaining):
+                left.append(name)
             entry = self._entries[name]
             if entry.upload is not None:
                 shutil.rmtree(entry.upload, ignore_errors=True)
                 entry.upload = None
+        return left
 
 
 def _check_new_name(name: str) -> None:

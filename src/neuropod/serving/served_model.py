@@ -7,31 +7,32 @@ A model runs at most ``concurrency`` calls at once (its option; default its ``in
 else 1); a request waits for a free slot, and that wait is its queue time. Where a call runs:
 
 - gRPC requests call the model from grpc's handler thread;
-- HTTP requests, which arrive on the event loop, run the model right there when the model is
-  fast (its recent calls took under ``INLINE_LIMIT`` seconds on average), has one slot, and
-  the slot is free: a hop to a thread costs more than such a model's whole call. Otherwise
-  the call goes to a thread of the model's own pool, so that a slow model never holds up the
-  loop nor another model.
+- HTTP requests, which arrive on the event loop, run in a thread of the model's own pool
+  (``run``), decoding and encoding included, so that a slow or hung model, or a large body,
+  holds up only the requests to that model, never the loop and its health checks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
+from neuropod.errors import ValidationError
 from neuropod.model import NeuropodModel
 from neuropod.protocol.datatypes import spec_dtype_to_datatype
 from neuropod.serving.config_override import ConfigOverride
-from neuropod.serving.errors import Unavailable
+from neuropod.serving.errors import InternalError, Unavailable
 from neuropod.serving.metadata import model_config, model_metadata
 from neuropod.serving.options import ModelOptions
 from neuropod.serving.stats import ModelStats
+from neuropod.spec.validation import TensorValidator
 
 #: A loaded model, or a wrapper of one with the same interface (``DynamicBatcher``).
 Servable = NeuropodModel
@@ -39,12 +40,9 @@ Servable = NeuropodModel
 Inputs = dict[str, np.ndarray]
 Outputs = dict[str, np.ndarray]
 Result = tuple[Outputs, float, float]
+T = TypeVar("T")
 
-#: Mean call time under which a one-slot model runs on the event loop, in seconds.
-INLINE_LIMIT = 0.0005
-
-# Weight of the newest call in the moving average of call times.
-_SMOOTHING = 0.1
+logger = logging.getLogger("neuropod.serving")
 
 
 class ServedModel:
@@ -95,13 +93,16 @@ class ServedModel:
         self._slots: queue.SimpleQueue[None] = queue.SimpleQueue()
         for _ in range(self._threads):
             self._slots.put(None)
-        self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix=f"neuropod-serve-{name}")
-        self._mean_call = float("inf")  # no inline call before one call was timed
+        # Twice the slots: HTTP requests decode and encode in these threads too, so that while
+        # the slots compute, as many requests again can be decoded and answered.
+        self._executor = ThreadPoolExecutor(2 * self._threads, thread_name_prefix=f"neuropod-serve-{name}")
         self._closing = False
         self._closed = False
+        self._model_closed = False
+        self._input_check = TensorValidator(model.input_specs, "input", require_all=True)
 
     async def infer(self, inputs: Mapping[str, np.ndarray]) -> Result:
-        """Run the model without blocking the event loop for longer than a fast call.
+        """Run the model in a thread of its pool (see ``call``).
 
         Returns:
             ``(outputs, queue_seconds, compute_seconds)``.
@@ -111,22 +112,29 @@ class ServedModel:
             ValidationError: the inputs or outputs break the spec.
             Exception: whatever the model raised (``InferenceError``, ``WorkerCrashed``...).
         """
-        if self._threads == 1 and self._mean_call < INLINE_LIMIT and not self._closing:
-            try:
-                self._slots.get_nowait()
-            except queue.Empty:  # a gRPC call holds the slot: wait for it in a thread
-                pass
-            else:
-                try:
-                    return self._run(inputs, time.perf_counter())
-                finally:
-                    self._slots.put(None)
+        return await self.run(self.call, inputs)
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        """``function(*args)`` in a thread of the model's pool, off the event loop.
+
+        Returns:
+            What it returned.
+
+        Raises:
+            Unavailable: the model is being unloaded.
+            Exception: whatever it raised.
+        """
         loop = asyncio.get_running_loop()
         try:
-            future = loop.run_in_executor(self._executor, self.call, inputs)
+            future = loop.run_in_executor(self._executor, function, *args)
         except RuntimeError:  # the pool was shut down: the model is being unloaded
             raise Unavailable(f"Model '{self.name}' is being unloaded") from None
-        return await future
+        try:
+            return await future
+        finally:
+            # A failed call's exception holds this frame (its traceback) and the future holds
+            # the exception: without this the request's tensors wait for a GC cycle.
+            del future
 
     def call(self, inputs: Mapping[str, np.ndarray]) -> Result:
         """Wait for a free slot, then run the model in this thread.
@@ -153,23 +161,55 @@ class ServedModel:
         started = time.perf_counter()
         try:
             outputs = self.model.infer(inputs)
-        finally:
-            took = time.perf_counter() - started
-            mean = self._mean_call
-            self._mean_call = took if mean == float("inf") else mean + _SMOOTHING * (took - mean)
-        return outputs, started - submitted, took
+        except ValidationError as exc:
+            if not self._inputs_are_valid(inputs):
+                raise
+            raise InternalError(f"Model '{self.name}' returned outputs that break its spec: {exc}") from exc
+        return outputs, started - submitted, time.perf_counter() - started
 
-    def close(self) -> None:
-        """Refuse new calls, wait for those queued and running, then close the model. Idempotent."""
+    def _inputs_are_valid(self, inputs: Mapping[str, np.ndarray]) -> bool:
+        # The model validated inputs and outputs alike, so its ValidationError does not say
+        # whose fault it was: valid inputs mean the outputs broke the spec, the model's fault
+        # (500), not the client's (400). Every input is required here so that a doubt stays
+        # the client's: only a failure path pays for this second check.
+        try:
+            self._input_check(inputs)
+        except ValidationError:
+            return False
+        return True
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Refuse new calls, wait for those running, then close the model. Idempotent.
+
+        Args:
+            timeout: the longest to wait for calls still running (``None``: for ever). A call
+                that outlives it (a hung model) keeps its thread, and the model stays open.
+
+        Returns:
+            Whether the model was closed (``False``: calls outlived the timeout).
+        """
         if self._closing:
-            return
+            return self._model_closed
         self._closing = True
-        self._executor.shutdown(wait=True)
-        for _ in range(self._threads):  # every slot back: no call is running any more
-            self._slots.get()
+        # Calls queued in the pool fail at once (call() sees _closing): only running ones wait.
+        self._executor.shutdown(wait=False)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        taken = 0
+        try:
+            while taken < self._threads:  # every slot back: no call is running any more
+                self._slots.get(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
+                taken += 1
+        except queue.Empty:
+            logger.warning("Model '%s' still runs calls that outlived the timeout; left open", self.name)
+            self._closed = True  # no further call runs: callers waiting for a slot give up
+            for _ in range(taken):
+                self._slots.put(None)
+            return False
         self._closed = True
         try:
             self.model.close()
+            self._model_closed = True
         finally:
             for _ in range(self._threads):  # callers still waiting see _closed and give up
                 self._slots.put(None)
+        return True

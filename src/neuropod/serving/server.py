@@ -20,6 +20,7 @@ import math
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -58,7 +59,8 @@ class Server:
         grpc_threads: how many gRPC calls run at once, further ones (health checks too) waiting
             their turn; default: one per CPU, or one per slot of the models loaded at start
             where they have more (see ``default_grpc_threads``).
-        drain_timeout: how long ``stop`` waits for requests in flight.
+        drain_timeout: how long ``stop`` waits for requests in flight, and for the models'
+            calls still running.
         server_name: the server's ``name`` in its metadata (``GET /v2``, ``ServerMetadata``).
 
     Raises:
@@ -108,6 +110,9 @@ class Server:
         self._error: BaseException | None = None
         self._grpc_server: Any = None
         self._stopped = False
+        #: The models whose calls outlived ``drain_timeout`` at ``stop``: left open, their
+        #: threads still running (a hung model).
+        self.left_running: list[str] = []
 
     @property
     def http_port(self) -> int | None:
@@ -171,10 +176,15 @@ class Server:
         return self
 
     def stop(self) -> None:
-        """Stop accepting requests, drain those in flight, close the models. Idempotent."""
+        """Stop accepting requests, drain those in flight, close the models. Idempotent.
+
+        It returns after about ``drain_timeout`` at most: a model whose calls run longer is
+        left open and named in ``left_running``.
+        """
         if self._stopped:
             return
         self._stopped = True
+        started = time.monotonic()
         self.core.accepting = False
         loop, event, thread = self._loop, self._stop_requested, self._thread
         grpc_stopped = None if self._grpc_server is None else self._grpc_server.stop(self.drain_timeout)
@@ -185,7 +195,8 @@ class Server:
             thread.join()
         if grpc_stopped is not None:
             grpc_stopped.wait()
-        self.core.repository.close()
+        remaining = max(0.0, self.drain_timeout - (time.monotonic() - started))
+        self.left_running = self.core.repository.close(remaining)
         self.core.shm.close()
 
     def wait(self, timeout: float | None = None) -> bool:

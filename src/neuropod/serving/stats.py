@@ -1,6 +1,6 @@
 """Per-model counters and latency histograms, read by the statistics API and ``/metrics``.
 
-Requests finish on the event loop and in gRPC's threads. A success, the common case, is one
+Requests finish in the models' threads and in gRPC's threads. A success, the common case, is one
 append to a queue (thread-safe and about a tenth of a microsecond; counting it in place
 costs several microseconds, a tenth of a small request's handling); the queue is folded into
 the counters under a lock when they are read, and every ``FOLD_EVERY`` requests so that it

@@ -27,13 +27,11 @@ from google.protobuf import json_format
 from neuropod.errors import NeuropodError
 from neuropod.protocol import grpc_codec
 from neuropod.protocol.grpc import MESSAGE_SIZE_OPTIONS, service_pb2, service_pb2_grpc
-from neuropod.protocol.infer import respond
 from neuropod.serving import load_parameters
 from neuropod.serving.core import ServerCore
 from neuropod.serving.errors import BadRequest, NotFound, ServingError, Unavailable, classify
 from neuropod.serving.metadata import metadata_properties
 from neuropod.serving.served_model import ServedModel
-from neuropod.serving.shm import resolve_inputs, write_outputs
 from neuropod.serving.stats import RequestTimer
 
 logger = logging.getLogger("neuropod.serving")
@@ -217,24 +215,9 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
         served = self._model(message.model_name, message.model_version)
         if not self.core.accepting:
             raise Unavailable("The server is shutting down")
-        shm = self.core.shm
         with RequestTimer(served.stats, started) as timer:
             request = grpc_codec.read_request(message, raws)
-            request.check_outputs(served.output_datatypes, served.name)
-            inputs = resolve_inputs(shm, request)
-            timer.decoded()
-            outputs, queue, compute = served.call(inputs)
-            timer.ran(queue, compute)
-            response = respond(
-                request,
-                outputs,
-                served.name,
-                served.output_datatypes,
-                labels=served.labels,
-                batched=served.batched,
-            )
-            if request.outputs is not None:  # only requested outputs name regions
-                write_outputs(shm, response)
+            response = served.answer(request, self.core.shm, timer)
             return grpc_codec.encode_response(response)
 
     def _model(self, name: str, version: str) -> ServedModel:

@@ -11,10 +11,9 @@ not produce is a 400 naming it.
 from __future__ import annotations
 
 from neuropod.protocol import http_codec
-from neuropod.protocol.infer import respond
 from neuropod.protocol.keys import HEADER_LENGTH
 from neuropod.serving.served_model import ServedModel
-from neuropod.serving.shm import SharedMemoryRegistry, resolve_inputs, write_outputs
+from neuropod.serving.shm import SharedMemoryRegistry
 from neuropod.serving.stats import RequestTimer
 
 Headers = list[tuple[bytes, bytes]]
@@ -53,21 +52,7 @@ def answer(
     """
     with RequestTimer(served.stats) as timer:
         request = http_codec.decode_request(body, header_length)
-        request.check_outputs(served.output_datatypes, served.name)
-        inputs = resolve_inputs(shm, request)
-        timer.decoded()
-        outputs, queue, compute = served.call(inputs)
-        timer.ran(queue, compute)
-        response = respond(
-            request,
-            outputs,
-            served.name,
-            served.output_datatypes,
-            labels=served.labels,
-            batched=served.batched,
-        )
-        if request.outputs is not None:  # only requested outputs name regions
-            write_outputs(shm, response)
+        response = served.answer(request, shm, timer)
         header, raws = http_codec.encode_response(response)
     if not raws:
         return _JSON, [header]

@@ -27,11 +27,13 @@ import numpy as np
 from neuropod.errors import ValidationError
 from neuropod.model import NeuropodModel
 from neuropod.protocol.datatypes import spec_dtype_to_datatype
+from neuropod.protocol.infer import InferRequest, InferResponse, respond
 from neuropod.serving.config_override import ConfigOverride
 from neuropod.serving.errors import InternalError, Unavailable
 from neuropod.serving.metadata import model_config, model_metadata
 from neuropod.serving.options import ModelOptions
-from neuropod.serving.stats import ModelStats
+from neuropod.serving.shm import SharedMemoryRegistry, resolve_inputs, write_outputs
+from neuropod.serving.stats import ModelStats, RequestTimer
 from neuropod.spec.validation import TensorValidator
 
 #: A loaded model, or a wrapper of one with the same interface (``DynamicBatcher``).
@@ -135,6 +137,30 @@ class ServedModel:
             # A failed call's exception holds this frame (its traceback) and the future holds
             # the exception: without this the request's tensors wait for a GC cycle.
             del future
+
+    def answer(self, request: InferRequest, shm: SharedMemoryRegistry, timer: RequestTimer) -> InferResponse:
+        """The middle of every front end's pipeline: a decoded request in, its response out.
+
+        Checks the requested outputs, reads shared-memory inputs, runs the model in this thread
+        (``call``), builds the response and writes shared-memory outputs, marking the steps on
+        ``timer``. The front end decodes before and encodes after, inside the same timer.
+
+        Raises:
+            ServingError: an unknown output or region, a window outside its region.
+            ValidationError: the inputs or outputs break the spec.
+            Exception: whatever the model raised.
+        """
+        request.check_outputs(self.output_datatypes, self.name)
+        inputs = resolve_inputs(shm, request)
+        timer.decoded()
+        outputs, queue, compute = self.call(inputs)
+        timer.ran(queue, compute)
+        response = respond(
+            request, outputs, self.name, self.output_datatypes, labels=self.labels, batched=self.batched
+        )
+        if request.outputs is not None:  # only requested outputs name regions
+            write_outputs(shm, response)
+        return response
 
     def call(self, inputs: Mapping[str, np.ndarray]) -> Result:
         """Wait for a free slot, then run the model in this thread.

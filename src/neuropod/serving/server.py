@@ -22,9 +22,9 @@ import socket
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from types import TracebackType
 from typing import Any
 
+from neuropod.closing import Closing
 from neuropod.serving.core import DEFAULT_MAX_BODY_SIZE, ServerCore
 from neuropod.serving.http_app import HttpApp
 from neuropod.serving.options import ModelOptions
@@ -36,7 +36,7 @@ logger = logging.getLogger("neuropod.serving")
 TOKEN_ENV = "NEUROPOD_SERVE_TOKEN"
 
 
-class Server:
+class Server(Closing):
     """An Open Inference Protocol server for neuropod packages, over HTTP and gRPC.
 
     Use it as a context manager, or call ``start`` and ``stop``. ``start`` loads every model
@@ -210,12 +210,8 @@ class Server:
     def __enter__(self) -> Server:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
+        """``stop``: what a ``with`` block ends with."""
         self.stop()
 
     def _run(self, http_socket: socket.socket | None) -> None:

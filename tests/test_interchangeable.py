@@ -31,7 +31,7 @@ FRAMEWORKS = [
 
 
 def _build_addition(platform: str):
-    conformance = importlib.import_module("test_conformance")
+    conformance = importlib.import_module("tests.test_conformance")
     kind = next(kind for kind in conformance.KINDS if kind.name == platform)
     if kind.builders_from:
         return importlib.import_module(kind.builders_from).build_addition

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from neuropod.serving import OPTIONS_FILE, Server
-from serving_helpers import build_model, error_of, request
+from tests.serving.helpers import build_model, error_of, request
 
 pytest.importorskip("uvicorn")
 httpclient = pytest.importorskip("tritonclient.http")

@@ -1,6 +1,6 @@
 """The TorchScript backend: calling conventions, outputs, zero copy, devices, custom ops.
 
-What every backend shares (validation, lifetime, self-test) is in ``test_conformance.py``.
+What every backend shares (validation, lifetime, self-test) is in ``tests/test_conformance.py``.
 """
 
 from __future__ import annotations

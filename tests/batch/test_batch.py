@@ -691,7 +691,7 @@ def test_evaluate_errors(models):
 def test_compare_models_example_runs():
     pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")
-    example = Path(__file__).parent.parent / "examples" / "compare_models.py"
+    example = Path(__file__).parents[2] / "examples" / "compare_models.py"
     env = {**os.environ, "PYTHONWARNINGS": "error::DeprecationWarning:__main__"}
     done = subprocess.run(
         [sys.executable, str(example)], capture_output=True, text=True, timeout=240, env=env

@@ -27,7 +27,7 @@ from neuropod import (
 )
 from neuropod.loader import load_neuropod
 from neuropod.worker import RemoteTraceback
-from ope_models import (
+from tests.worker.ope_models import (
     ADD,
     ADD_SPEC,
     BEHAVIOUR,

@@ -26,7 +26,7 @@ from neuropod.loader import load_neuropod
 from neuropod.packagers import create_keras_neuropod
 
 keras = pytest.importorskip("keras")
-from keras_custom_models import KerasAddition, KerasStrings, Scale  # noqa: E402
+from tests.backends.keras_custom_models import KerasAddition, KerasStrings, Scale  # noqa: E402
 
 ON_TENSORFLOW = keras.backend.backend() == "tensorflow"
 
@@ -298,9 +298,13 @@ def test_custom_layer_loads_in_a_worker(scaled: Path) -> None:
         np.testing.assert_array_equal(model.infer({"x": x})["scaled"], x * 3)
 
 
-def test_loading_leaves_the_registry_and_modules_of_the_process_alone(scaled: Path) -> None:
-    import keras_custom_models
+def test_loading_leaves_the_registry_and_modules_of_the_process_alone(
+    scaled: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.backends import keras_custom_models
 
+    # The process holds a module under the name that the package's code uses.
+    monkeypatch.setitem(sys.modules, "keras_custom_models", keras_custom_models)
     registry = keras.saving.get_custom_objects()
     before = dict(registry)
     state = namespace_state()

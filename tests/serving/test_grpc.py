@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from neuropod.serving import Server
-from serving_helpers import build_model
+from tests.serving.helpers import build_model
 
 grpcclient = pytest.importorskip("tritonclient.grpc")
 shm_utils = pytest.importorskip("tritonclient.utils.shared_memory")

@@ -21,7 +21,7 @@ import pytest
 from neuropod import InferenceError, NeuropodModel
 from neuropod.errors import InferenceTimeout, WorkerCrashed
 from neuropod.loader import load_neuropod
-from ope_models import (
+from tests.worker.ope_models import (
     BEHAVIOUR,
     BEHAVIOUR_SPEC,
     build_python_model,

@@ -20,7 +20,7 @@ from neuropod.loader import load_neuropod
 from neuropod.protocol.grpc import service_pb2
 from neuropod.protocol.grpc_codec import PROPERTIES_FIELD
 from neuropod.serving import Server
-from serving_helpers import build_model, error_of, request
+from tests.serving.helpers import build_model, error_of, request
 
 httpclient = pytest.importorskip("tritonclient.http")
 grpcclient = pytest.importorskip("tritonclient.grpc")

@@ -1,7 +1,7 @@
 """The Ray Serve deployment's HTTP handling: the protocol's codec, without a Ray cluster.
 
 The replica class is built directly and its ``@serve.batch`` method (which needs a running
-replica) is replaced by a direct call of the model; ``tests/test_ray.py`` runs the real thing.
+replica) is replaced by a direct call of the model; ``tests/integrations/test_ray.py`` runs the real thing.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from serving_helpers import build_model
+from tests.serving.helpers import build_model
 
 pytest.importorskip("ray.serve")
 pytestmark = [

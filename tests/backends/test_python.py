@@ -1,6 +1,6 @@
 """The python backend and its packager: the entrypoint contract, isolated code, errors, data.
 
-What every backend shares (validation, lifetime, self-test) is in ``test_conformance.py``.
+What every backend shares (validation, lifetime, self-test) is in ``tests/test_conformance.py``.
 """
 
 from __future__ import annotations
@@ -508,7 +508,7 @@ def test_package_layout(tmp_path: Path) -> None:
         {"model/main.py": "def get_model(d):\n    return lambda x: {'out': x}\n", "model/sub/deep.py": ""},
         package_as_zip=False,
     )
-    # (requirements and their lock file are tested in test_environments.py, offline)
+    # (requirements and their lock file are tested in tests/environments/test_environments.py, offline)
     assert json.loads((path / "0" / "config.json").read_text()) == {
         "entrypoint": "get_model",
         "entrypoint_package": "model.main",

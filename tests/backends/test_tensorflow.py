@@ -1,6 +1,6 @@
 """The TensorFlow backend and packager: graphs, SavedModels, strings, init ops, custom ops, threads.
 
-What every backend shares (validation, lifetime, self-test) is in ``test_conformance.py``;
+What every backend shares (validation, lifetime, self-test) is in ``tests/test_conformance.py``;
 ``build_addition``/``build_strings`` (and ``addition_package``/``string_package``) are the
 reference models it can use.
 """

@@ -220,10 +220,14 @@ KINDS = [
         requires=("torch",),
     ),
     BackendKind("placeholder", _placeholder, _placeholder, exact=False),
-    BackendKind("tensorflow", None, None, requires=("tensorflow",), builders_from="tests.backends.test_tensorflow"),
+    BackendKind(
+        "tensorflow", None, None, requires=("tensorflow",), builders_from="tests.backends.test_tensorflow"
+    ),
     BackendKind("keras", None, None, requires=("keras",), builders_from="tests.backends.test_keras"),
     BackendKind("jax", None, None, requires=("jax",), builders_from="tests.backends.test_jax"),
-    BackendKind("onnx", None, None, requires=("onnx", "onnxruntime"), builders_from="tests.backends.test_onnx"),
+    BackendKind(
+        "onnx", None, None, requires=("onnx", "onnxruntime"), builders_from="tests.backends.test_onnx"
+    ),
 ]
 
 # The same models again, each run in worker processes of its own. (The Keras models' classes

@@ -280,9 +280,8 @@ def test_models_without_a_shared_batch_symbol_are_refused(
         "input_spec": [{"name": "x", "dtype": "float32", "shape": input_shape}],
         "output_spec": [{"name": "out", "dtype": "float32", "shape": output_shape}],
     }
-    with load_neuropod(_build(tmp_path, "unbatchable", spec)) as model:
-        with pytest.raises(SpecError) as info:
-            DynamicBatcher(model, max_batch_size=4)
+    with load_neuropod(_build(tmp_path, "unbatchable", spec)) as model, pytest.raises(SpecError) as info:
+        DynamicBatcher(model, max_batch_size=4)
     assert f"Model 'unbatchable' cannot be batched: {message}" in str(info.value)
     assert "one shared batch symbol" in str(info.value)
 
@@ -296,9 +295,8 @@ def test_models_without_a_shared_batch_symbol_are_refused(
     ],
 )
 def test_invalid_options(package: Path, options: dict[str, Any], message: str) -> None:
-    with load_neuropod(package) as model:
-        with pytest.raises(OptionError, match=message):
-            DynamicBatcher(model, **options)
+    with load_neuropod(package) as model, pytest.raises(OptionError, match=message):
+        DynamicBatcher(model, **options)
 
 
 def test_concurrency_runs_merged_calls_side_by_side(package: Path) -> None:
@@ -335,5 +333,5 @@ def test_a_model_without_inputs_cannot_be_batched() -> None:
     from neuropod.spec import TensorSpec
     from neuropod.spec.batch_dim import merge_symbol
 
-    with pytest.raises(SpecError, match="^Model 'm' cannot be batched: it has no inputs$"):
+    with pytest.raises(SpecError, match=r"^Model 'm' cannot be batched: it has no inputs$"):
         merge_symbol("m", [], [TensorSpec("y", "float32", ("batch",))])

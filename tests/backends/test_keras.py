@@ -226,7 +226,7 @@ def test_spec_names_must_match_the_model(root: Path) -> None:
 
 
 def test_subclassed_model_needs_specs(root: Path) -> None:
-    with pytest.raises(PackageError, match="has no defined inputs .* pass input_spec and output_spec"):
+    with pytest.raises(PackageError, match=r"has no defined inputs .* pass input_spec and output_spec"):
         create_keras_neuropod(neuropod_path=root / "sub.zip", model_name="sub", model=KerasAddition())
 
 
@@ -456,7 +456,9 @@ def test_custom_object_module_that_raises(tmp_path: Path, use_ope: bool) -> None
 
 def test_custom_object_module_with_a_missing_dependency(tmp_path: Path) -> None:
     path = package_with_module(tmp_path, "needy_layers", "import neuropod_no_such_dependency\n")
-    with pytest.raises(BackendUnavailable, match="cannot import what it needs .*neuropod_no_such_dependency"):
+    with pytest.raises(
+        BackendUnavailable, match=r"cannot import what it needs .*neuropod_no_such_dependency"
+    ):
         load_neuropod(path)
 
 
@@ -494,7 +496,7 @@ def test_tf1_session_form_needs_tf_keras(root: Path) -> None:
 
 
 def test_model_must_be_a_keras_model(root: Path) -> None:
-    with pytest.raises(PackageError, match="model must be a keras.Model .*, got function"):
+    with pytest.raises(PackageError, match=r"model must be a keras.Model .*, got function"):
         create_keras_neuropod(neuropod_path=root / "fn.zip", model_name="fn", model=lambda x: x)
 
 

@@ -357,7 +357,7 @@ def test_model_sources(root: Path) -> None:
         create_onnx_neuropod(
             neuropod_path=root / "garbage.zip", model_name="m", model_path=root / "garbage.onnx"
         )
-    with pytest.raises(PackageError, match="model must be an onnx.ModelProto, got str"):
+    with pytest.raises(PackageError, match=r"model must be an onnx.ModelProto, got str"):
         create_onnx_neuropod(neuropod_path=root / "str.zip", model_name="m", model="m.onnx")
 
 

@@ -108,7 +108,7 @@ def test_entrypoint_contract(tmp_path: Path) -> None:
     path = build(
         tmp_path / "contract.zip",
         CONTRACT,
-        input_spec=X_SPEC + [{"name": "w", "dtype": "string", "shape": (None,)}],
+        input_spec=[*X_SPEC, {"name": "w", "dtype": "string", "shape": (None,)}],
         output_spec=[
             {"name": "greeting", "dtype": "string", "shape": (1,)},
             {"name": "names", "dtype": "string", "shape": (None,)},
@@ -298,7 +298,7 @@ def test_bad_entrypoint(tmp_path: Path, files: dict[str, str], entrypoint_packag
 
 def test_entrypoint_raising(tmp_path: Path) -> None:
     path = build(tmp_path / "raising", simple("def get_model(d):\n    raise KeyError('weights')\n"))
-    with pytest.raises(PackageError, match="entrypoint model.main.get_model failed: KeyError") as info:
+    with pytest.raises(PackageError, match=r"entrypoint model.main.get_model failed: KeyError") as info:
         load_neuropod(path)
     assert isinstance(info.value.__cause__, KeyError)
 
@@ -312,7 +312,7 @@ def test_missing_dependency(tmp_path: Path) -> None:
     )
     (path / "0" / "requirements.in").write_text("neuropod_no_such_dependency==1.0\n")
     (path / "manifest.json").unlink()
-    with pytest.raises(BackendUnavailable, match="neuropod_no_such_dependency.*0/requirements.in") as info:
+    with pytest.raises(BackendUnavailable, match=r"neuropod_no_such_dependency.*0/requirements.in") as info:
         load_neuropod(path)
     assert isinstance(info.value.__cause__, ModuleNotFoundError)
 
@@ -444,7 +444,7 @@ def test_packaged_name_validation(tmp_path: Path, packaged_name: Any, message: s
 def test_data_paths_errors(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("A")
     a = str(tmp_path / "a.txt")
-    with pytest.raises(PackageError, match="'./w.txt' is used by more than one"):
+    with pytest.raises(PackageError, match=r"'./w.txt' is used by more than one"):
         build(
             tmp_path / "p1",
             READ_DATA,

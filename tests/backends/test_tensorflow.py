@@ -472,7 +472,7 @@ def test_original_layout_loads(root: Path, saved_model: Path, form: str) -> None
 
 def test_package_without_a_model_is_refused(root: Path) -> None:
     directory = _original_layout(root / "empty-original", {}, None)
-    with pytest.raises(PackageError, match="needs 0/data/model.pb .* or 0/data/savedmodel/"):
+    with pytest.raises(PackageError, match=r"needs 0/data/model.pb .* or 0/data/savedmodel/"):
         load_neuropod(directory)
 
 

@@ -370,7 +370,7 @@ def test_exactly_one_of_module_and_module_path(tmp_path: Path, given: str) -> No
 
 
 def test_module_must_be_a_script_module(tmp_path: Path) -> None:
-    with pytest.raises(PackageError, match="must be a torch.jit.ScriptModule .* got Single"):
+    with pytest.raises(PackageError, match=r"must be a torch.jit.ScriptModule .* got Single"):
         package(tmp_path / "pkg", Single(), [spec("x")], [spec("out")])
     assert list(tmp_path.iterdir()) == []
 
@@ -493,9 +493,11 @@ def test_visible_gpu_without_cuda_falls_back_to_cpu(
     one = np.ones(1, np.float32)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with caplog.at_level(logging.WARNING, logger="neuropod.backends.devices"):
-            with load_neuropod(devices, visible_gpu=0) as model:
-                out = model.infer({"x": one, "y": one})
+        with (
+            caplog.at_level(logging.WARNING, logger="neuropod.backends.devices"),
+            load_neuropod(devices, visible_gpu=0) as model,
+        ):
+            out = model.infer({"x": one, "y": one})
     assert caught == []  # a log record, not a Python warning
     assert "visible_gpu=0 was requested but torch sees no GPU; running on the CPU" in caplog.text
     for name in ("x", "y", "w", "created"):

@@ -399,10 +399,10 @@ def test_run_options_and_dataset_errors(models, tmp_path):
         run(models["double"], {"z": rows(0, 2)}, progress=False)
     with pytest.raises(DatasetError, match="the inputs have different numbers of rows \\('x' 2, 'w' 3\\)"):
         run(models["double"], {"x": rows(0, 2), "w": np.ones(3, np.float32)}, progress=False)
-    with pytest.raises(DatasetError, match="No dataset at .*missing: it does not exist"):
+    with pytest.raises(DatasetError, match=r"No dataset at .*missing: it does not exist"):
         run(models["double"], tmp_path / "missing", progress=False)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DatasetError, match="holds no dataset: expected .npz, .parquet"):
+    with pytest.raises(DatasetError, match=r"holds no dataset: expected .npz, .parquet"):
         run(models["double"], tmp_path / "empty", progress=False)
     (tmp_path / "mixed").mkdir()
     np.savez(tmp_path / "mixed" / "a.npz", x=rows(0, 1))
@@ -423,7 +423,7 @@ def test_output_folder_checks(models, tmp_path):
         run(models["double"], data, output=tmp_path / "busy", progress=False)
     run(models["double"], data, output=tmp_path / "out", progress=False)
     with pytest.raises(
-        DatasetError, match="holds the outputs of another run \\(model 'double' over .*data\\)"
+        DatasetError, match=r"holds the outputs of another run \(model 'double' over .*data\)"
     ):
         run(models["ragged"], data, output=tmp_path / "out", progress=False)
 
@@ -803,7 +803,7 @@ def test_the_ray_engine_without_ray_says_how_to_install_it(monkeypatch):
     for name in [name for name in sys.modules if name.startswith("neuropod.integrations.ray")]:
         monkeypatch.delitem(sys.modules, name)
     with pytest.raises(
-        BackendUnavailable, match="^neuropod.integrations.ray needs Ray: pip install 'neuropod\\[ray\\]'$"
+        BackendUnavailable, match=r"^neuropod.integrations.ray needs Ray: pip install 'neuropod\[ray\]'$"
     ):
         resolve_engine("ray")
 

@@ -17,7 +17,13 @@ from neuropod.cli.main import main
 from neuropod.environments import EnvironmentCache
 from neuropod.environments.cache import LAST_USED
 from neuropod.loader import load_neuropod
-from tests.environments.test_environments import DEMO_CODE, NUMPY_CODE, local_requirements, package_model, wheels  # noqa: F401
+from tests.environments.test_environments import (  # noqa: F401
+    DEMO_CODE,
+    NUMPY_CODE,
+    local_requirements,
+    package_model,
+    wheels,
+)
 
 
 @pytest.fixture(scope="module")

@@ -386,7 +386,7 @@ def test_environment_modes(tmp_path: Path, demo_packages: dict[str, Path], cache
     assert run_report(plain)["prefix"] == sys.prefix
     isolated = run_report(plain, environment="isolated")
     assert Path(isolated["prefix"]).parent == cache
-    with pytest.raises(BackendUnavailable, match="npdemo_lib.*0/requirements.lock"):
+    with pytest.raises(BackendUnavailable, match=r"npdemo_lib.*0/requirements.lock"):
         load_neuropod(demo_packages["1.0"], environment="current")
     with pytest.raises(TypeError, match="environment must be one of 'auto', 'current', 'isolated'"):
         load_neuropod(plain, environment="elsewhere")

@@ -333,7 +333,7 @@ def test_tampered_zip_is_an_integrity_error(tmp_path):
     with zipfile.ZipFile(tampered, "w") as zf:
         for info, data in entries:
             zf.writestr(info, data + b" " if info.filename == "0/config.json" else data)
-    original = dict((info.filename, data) for info, data in entries)["0/config.json"]
+    original = {info.filename: data for info, data in entries}["0/config.json"]
     with pytest.raises(IntegrityError) as info:
         load_neuropod(tampered)
     assert str(info.value) == (

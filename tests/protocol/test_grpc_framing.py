@@ -7,9 +7,9 @@ import pytest
 
 pytest.importorskip("tritonclient.grpc")
 
-from neuropod.protocol.errors import ProtocolError  # noqa: E402
-from neuropod.protocol.grpc import service_pb2  # noqa: E402
-from neuropod.protocol.grpc_framing import (  # noqa: E402
+from neuropod.protocol.errors import ProtocolError
+from neuropod.protocol.grpc import service_pb2
+from neuropod.protocol.grpc_framing import (
     RAW_INPUT_FIELD,
     RAW_OUTPUT_FIELD,
     SPLIT_THRESHOLD,
@@ -71,7 +71,7 @@ def test_join_is_what_protobuf_parses(size):
     parsed = Response.FromString(data)
     assert list(parsed.raw_output_contents) == [array.tobytes(), b"", b"abc"]
     assert parsed.model_name == "m" and parsed.outputs[0].name == "out"
-    message, contents = split_raw_contents(data, Response, RAW_OUTPUT_FIELD)
+    _message, contents = split_raw_contents(data, Response, RAW_OUTPUT_FIELD)
     assert [bytes(raw) for raw in contents] == list(parsed.raw_output_contents)
 
 

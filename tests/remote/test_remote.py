@@ -38,7 +38,7 @@ pytest.importorskip("grpc")
 pytest.importorskip("httpx")
 pytest.importorskip("tritonclient.grpc")
 
-from neuropod.serving import ModelOptions, Server  # noqa: E402 - needs the packages checked above
+from neuropod.serving import ModelOptions, Server
 
 TOKEN = "s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -250,7 +250,7 @@ def test_a_version_in_the_url(server: Server, protocol: str) -> None:
     with load_neuropod(_url(server, protocol, "addition") + "/versions/1", headers=AUTH) as versioned:
         x, y = _xy()
         np.testing.assert_array_equal(versioned.infer({"x": x, "y": y})["out"], x + y)
-    with pytest.raises(PackageError, match="404|NOT_FOUND"):
+    with pytest.raises(PackageError, match=r"404|NOT_FOUND"):
         load_neuropod(_url(server, protocol, "addition") + "/versions/7", headers=AUTH)
 
 
@@ -295,9 +295,11 @@ def test_fixed_dims_come_from_the_server(server: Server, protocol: str) -> None:
 
 
 def test_require_all_inputs(server: Server, protocol: str) -> None:
-    with _load(server, protocol, require_all_inputs=True) as strict:
-        with pytest.raises(ValidationError, match="Tensor 'y' in the input spec is required"):
-            strict.infer({"x": _xy()[0]})
+    with (
+        _load(server, protocol, require_all_inputs=True) as strict,
+        pytest.raises(ValidationError, match="Tensor 'y' in the input spec is required"),
+    ):
+        strict.infer({"x": _xy()[0]})
 
 
 # --- Server errors become the local exception types --------------------------------------
@@ -305,9 +307,8 @@ def test_require_all_inputs(server: Server, protocol: str) -> None:
 
 def test_a_request_the_server_refuses_is_a_validation_error(server: Server, protocol: str) -> None:
     # Valid here (y is optional), but the server loaded this model with require_all_inputs.
-    with _load(server, protocol, "strict") as strict:
-        with pytest.raises(ValidationError) as info:
-            strict.infer({"x": _xy()[0]})
+    with _load(server, protocol, "strict") as strict, pytest.raises(ValidationError) as info:
+        strict.infer({"x": _xy()[0]})
     assert "Tensor 'y' in the input spec is required" in str(info.value)
     assert ("400" if protocol == "http" else "INVALID_ARGUMENT") in str(info.value)
 
@@ -454,7 +455,7 @@ def test_invalid_options(server: Server, protocol: str, options: dict[str, Any],
 
 
 def test_binary_is_an_http_option(server: Server) -> None:
-    with pytest.raises(OptionError, match="unknown option.*'binary' for a remote grpc model"):
+    with pytest.raises(OptionError, match=r"unknown option.*'binary' for a remote grpc model"):
         _load(server, "grpc", binary=False)
 
 
@@ -514,7 +515,7 @@ def test_specs_from_another_servers_metadata() -> None:
     ]
     metadata["inputs"][0]["datatype"] = "BF16"
     with pytest.raises(
-        PackageError, match="The server's metadata for model 'resnet' is not usable: .*'BF16'"
+        PackageError, match=r"The server's metadata for model 'resnet' is not usable: .*'BF16'"
     ):
         config_from_metadata(metadata, "resnet", "model 'resnet'")
 

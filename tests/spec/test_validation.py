@@ -246,25 +246,22 @@ def placeholder(tmp_path_factory):
 
 
 def test_infer_validates_inputs(placeholder):
-    with load_neuropod(placeholder) as model:
-        with pytest.raises(ValidationError) as info:
-            model.infer({"x": np.zeros((2, 2), np.float64)})
+    with load_neuropod(placeholder) as model, pytest.raises(ValidationError) as info:
+        model.infer({"x": np.zeros((2, 2), np.float64)})
     assert str(info.value) == (
         "Tensor 'x' in the input spec is expected to be of type float32, but was of type float64"
     )
 
 
 def test_infer_rejects_unknown_inputs(placeholder):
-    with load_neuropod(placeholder) as model:
-        with pytest.raises(ValidationError) as info:
-            model.infer({"x": f32(2, 2), "extra": f32(1)})
+    with load_neuropod(placeholder) as model, pytest.raises(ValidationError) as info:
+        model.infer({"x": f32(2, 2), "extra": f32(1)})
     assert str(info.value) == "Tensor name(s) 'extra' are not found in the input spec (expected: 's', 'x')"
 
 
 def test_infer_rejects_a_non_dict(placeholder):
-    with load_neuropod(placeholder) as model:
-        with pytest.raises(ValidationError) as info:
-            model.infer([f32(2, 2)])  # type: ignore[arg-type]
+    with load_neuropod(placeholder) as model, pytest.raises(ValidationError) as info:
+        model.infer([f32(2, 2)])  # type: ignore[arg-type]
     assert str(info.value) == "The inputs must be a dict of tensor name to numpy array, but were of type list"
 
 
@@ -331,9 +328,11 @@ def python_model(tmp_path, body: str, input_spec, output_spec):
 def test_infer_validates_outputs(tmp_path):
     spec = [{"name": "x", "dtype": "float32", "shape": [None]}]
     out_spec = [{"name": "out", "dtype": "float32", "shape": [None]}]
-    with python_model(tmp_path, "return {'out': inputs['x'].astype(np.float64)}", spec, out_spec) as model:
-        with pytest.raises(ValidationError) as info:
-            model.infer({"x": f32(3)})
+    with (
+        python_model(tmp_path, "return {'out': inputs['x'].astype(np.float64)}", spec, out_spec) as model,
+        pytest.raises(ValidationError) as info,
+    ):
+        model.infer({"x": f32(3)})
     assert str(info.value) == (
         "Tensor 'out' in the output spec is expected to be of type float32, but was of type float64"
     )
@@ -343,9 +342,8 @@ def test_infer_rejects_unknown_outputs(tmp_path):
     spec = [{"name": "x", "dtype": "float32", "shape": [None]}]
     out_spec = [{"name": "out", "dtype": "float32", "shape": [None]}]
     body = "return {'out': inputs['x'], 'debug': inputs['x']}"
-    with python_model(tmp_path, body, spec, out_spec) as model:
-        with pytest.raises(ValidationError) as info:
-            model.infer({"x": f32(3)})
+    with python_model(tmp_path, body, spec, out_spec) as model, pytest.raises(ValidationError) as info:
+        model.infer({"x": f32(3)})
     assert str(info.value) == "Tensor name(s) 'debug' are not found in the output spec (expected: 'out')"
 
 

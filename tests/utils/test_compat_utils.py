@@ -391,7 +391,7 @@ def test_check_output_long_arrays_are_abbreviated():
 
 
 def test_mismatch_is_a_value_error():
-    with pytest.raises(ValueError, match="^out does not match expected value!"):
+    with pytest.raises(ValueError, match=r"^out does not match expected value!"):
         check_output_matches_expected({"out": np.ones(1)}, {"out": np.zeros(1)})
 
 
@@ -427,7 +427,7 @@ def test_load_and_test_neuropod_returns_the_outputs(placeholder):
 
 def test_load_and_test_neuropod_checks_expected_output(placeholder):
     out = load_and_test_neuropod(placeholder, {"ids": np.array(["a"])})
-    with pytest.raises(TestDataMismatch, match="^out does not match expected value! "):
+    with pytest.raises(TestDataMismatch, match=r"^out does not match expected value! "):
         load_and_test_neuropod(placeholder, {"ids": np.array(["a"])}, {"out": out["out"] + 1})
 
 

@@ -1,4 +1,4 @@
-"""Python models for the out-of-process tests (``tests/worker/test_ope.py``, ``tests/worker/test_ope_failures.py``).
+"""Python models for the out-of-process tests (``test_ope.py``, ``test_ope_failures.py``, beside this file).
 
 ``BEHAVIOUR`` is one model whose input ``mode`` picks what it does, so that one package covers
 every way a worker can fail; the others are small models with one purpose each.

@@ -16,63 +16,17 @@ import pytest
 from neuropod import InferenceError, OptionError, PackageError
 from neuropod.loader import load_neuropod
 from neuropod.packagers import create_jax_neuropod
+from tests.models import ADDITION_SPEC
 
 jax = pytest.importorskip("jax")
 import jax.numpy as jnp  # noqa: E402
 from jax import export  # noqa: E402
 
 from neuropod.backends.jax import CPU_ALIGNMENT, aligned_copy, to_jax  # noqa: E402
+from tests.models.jax import add, build_addition  # noqa: E402
 
-XY_SPEC = [
-    {"name": "x", "dtype": "float32", "shape": ("batch", None)},
-    {"name": "y", "dtype": "float32", "shape": ("batch", None)},
-]
-OUT_SPEC = [{"name": "out", "dtype": "float32", "shape": ("batch", None)}]
-
-
-def _add(x: Any, y: Any) -> dict[str, Any]:
-    return {"out": x if y is None else x + y}
-
-
-# --- For the shared conformance suite --------------------------------------------------
-
-
-def _none_dims_shared(input_spec: list[dict[str, Any]]) -> dict[str, str]:
-    """Export shapes where the None dims at one position are one symbol, as addition needs."""
-    shapes = {}
-    for spec in input_spec:
-        dims = [f"d{i}" if dim is None else str(dim) for i, dim in enumerate(spec["shape"])]
-        if None in spec["shape"]:
-            shapes[spec["name"]] = ", ".join(dims)
-    return shapes
-
-
-def build_addition(path: Path, workdir: Path, **kwargs: Any) -> None:
-    """The conformance suite's builder: ``out = x + y``, or ``x`` when ``y`` is left out."""
-    create_jax_neuropod(
-        neuropod_path=path,
-        model_name=path.name,
-        fn=_add,
-        optional_inputs=["y"],
-        polymorphic_shapes=_none_dims_shared(kwargs["input_spec"]),
-        **kwargs,
-    )
-
-
-#: JAX has no string tensors.
-build_strings = None
-
-
-def addition_package(tmp_dir: Path) -> Path:
-    """The standard addition model: x, y float32 ``("batch", None)``, ``out = x + y``."""
-    path = Path(tmp_dir) / "jax_addition.zip"
-    build_addition(path, Path(tmp_dir), input_spec=XY_SPEC, output_spec=OUT_SPEC)
-    return path
-
-
-def string_package(tmp_dir: Path) -> Path | None:
-    """JAX has no string tensors."""
-    return None
+XY_SPEC = ADDITION_SPEC["input_spec"]
+OUT_SPEC = ADDITION_SPEC["output_spec"]
 
 
 # --- Fixtures ------------------------------------------------------------------------------
@@ -84,8 +38,8 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def addition(root: Path) -> Path:
-    return addition_package(root)
+def addition(addition_package: Callable[..., Path]) -> Path:
+    return addition_package("jax", name="jax_addition.zip")
 
 
 def package(root: Path, name: str, fn: Callable[..., Any] | None = None, **kwargs: Any) -> Path:
@@ -146,7 +100,7 @@ def test_spec_symbol_is_one_symbolic_dim_for_every_input(root: Path) -> None:
 
 def test_none_dims_become_independent_symbols(root: Path) -> None:
     with pytest.raises(PackageError) as info:
-        package(root, "independent.zip", _add)
+        package(root, "independent.zip", add)
     message = str(info.value)
     assert "x: (batch, x_1), y: (batch, y_1)" in message
     assert "incompatible shapes" in message
@@ -166,9 +120,9 @@ def test_jax_export_checks_the_narrowed_shapes(addition: Path) -> None:
 
 def test_polymorphic_shapes_must_fit_the_spec(root: Path) -> None:
     with pytest.raises(PackageError, match=r"polymorphic_shapes\['x'\] = 'batch' does not fit"):
-        package(root, "bad-poly.zip", _add, polymorphic_shapes={"x": "batch", "y": "batch, n"})
+        package(root, "bad-poly.zip", add, polymorphic_shapes={"x": "batch", "y": "batch, n"})
     with pytest.raises(PackageError, match="tensor\\(s\\) 'z' that are not in the input spec"):
-        package(root, "bad-poly2.zip", _add, polymorphic_shapes={"z": "a"})
+        package(root, "bad-poly2.zip", add, polymorphic_shapes={"z": "a"})
 
 
 def test_symbols_that_jax_cannot_parse_are_renamed(root: Path) -> None:
@@ -303,7 +257,7 @@ def test_unknown_options(addition: Path, root: Path) -> None:
     with pytest.raises(OptionError, match="'intra_op_threads'"):
         load_neuropod(addition, intra_op_threads=1)
     with pytest.raises(OptionError, match="'bogus'"):
-        package(root, "bogus.zip", _add, bogus=1)
+        package(root, "bogus.zip", add, bogus=1)
 
 
 def test_same_inputs_give_the_same_bytes(root: Path) -> None:
@@ -340,7 +294,7 @@ def test_large_aligned_inputs_and_outputs_are_not_copied(root: Path) -> None:
     spec = [spec_("x", "float32", (None,)), spec_("y", "float32", (None,))]
     out_spec = [spec_("out", "float32", (None,))]
     shared = {"y": "x_0"}
-    path = package(root, "big.zip", _add, input_spec=spec, output_spec=out_spec, polymorphic_shapes=shared)
+    path = package(root, "big.zip", add, input_spec=spec, output_spec=out_spec, polymorphic_shapes=shared)
     x, y = aligned_ones(16_000_000), aligned_ones(16_000_000)
     seen: dict[str, list[int]] = {}
     with load_neuropod(path) as model:

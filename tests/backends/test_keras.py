@@ -2,8 +2,7 @@
 
 Keras reads ``KERAS_BACKEND`` once, when it is first imported: this process runs whichever
 backend that gave (TensorFlow by default), and the JAX and PyTorch backends run in subprocesses.
-``build_addition``/``build_strings`` (and ``addition_package``/``string_package``) are the
-reference models for ``test_conformance.py``: subclassed models whose classes live in
+The reference models (``tests/models/keras.py``) are subclassed models whose classes live in
 ``keras_custom_models``, which every package ships, so that they load in any process.
 """
 
@@ -15,6 +14,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,71 +24,22 @@ import pytest
 from neuropod import BackendUnavailable, InferenceError, OptionError, PackageError
 from neuropod.loader import load_neuropod
 from neuropod.packagers import create_keras_neuropod
+from tests.models import ADDITION_SPEC, STRING_SPEC
 
 keras = pytest.importorskip("keras")
-from tests.backends.keras_custom_models import KerasAddition, KerasStrings, Scale  # noqa: E402
-
-ON_TENSORFLOW = keras.backend.backend() == "tensorflow"
+from tests.models.keras import CUSTOM_CODE, ON_TENSORFLOW, build_strings  # noqa: E402
+from tests.models.keras_custom_models import KerasAddition, Scale  # noqa: E402
 
 # Saving a model with weights calls np.array(variable), and Keras 3.15's variables implement
 # __array__ without numpy 2's `copy` keyword (on every Keras backend).
 ARRAY_COPY_WARNING = "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
 pytestmark = pytest.mark.filterwarnings(ARRAY_COPY_WARNING + r":keras\.src\.backend\.\w+\.core")
 
-XY_SPEC = [
-    {"name": "x", "dtype": "float32", "shape": ("batch", None)},
-    {"name": "y", "dtype": "float32", "shape": ("batch", None)},
-]
-OUT_SPEC = [{"name": "out", "dtype": "float32", "shape": ("batch", None)}]
-STRING_IN = [{"name": "s", "dtype": "string", "shape": ("batch",)}]
-STRING_OUT = [{"name": "out", "dtype": "string", "shape": ("batch",)}]
+XY_SPEC = ADDITION_SPEC["input_spec"]
+OUT_SPEC = ADDITION_SPEC["output_spec"]
 
 
-# --- Reference models --------------------------------------------------------------------
-
-
-TESTS_DIR = Path(__file__).resolve().parent
-
-#: Ships the module of the custom classes, which registers them when the package loads.
-CUSTOM_CODE: dict[str, Any] = {
-    "code_path_spec": [{"python_root": str(TESTS_DIR), "dirs_to_package": ["keras_custom_models"]}],
-    "custom_object_modules": ["keras_custom_models"],
-}
-
-
-def build_addition(path: Path, workdir: Path, **kwargs: Any) -> None:
-    """The conformance suite's addition model (``y`` optional)."""
-    model = KerasAddition()
-    model({"x": np.zeros((1, 1), np.float32)})  # built, as Keras wants before saving
-    create_keras_neuropod(neuropod_path=path, model_name=path.name, model=model, **CUSTOM_CODE, **kwargs)
-
-
-def _build_strings(path: Path, workdir: Path, **kwargs: Any) -> None:
-    import tensorflow as tf
-
-    model = KerasStrings()
-    model(tf.constant(["built"]))
-    create_keras_neuropod(neuropod_path=path, model_name=path.name, model=model, **CUSTOM_CODE, **kwargs)
-
-
-#: The conformance suite's string model, where Keras runs on TensorFlow (others lack strings).
-build_strings = _build_strings if ON_TENSORFLOW else None
-
-
-def addition_package(tmp_dir: Path) -> Path:
-    """The standard addition model: x, y float32 ``("batch", None)``, ``out = x + y``."""
-    path = Path(tmp_dir) / "keras_addition.zip"
-    build_addition(path, Path(tmp_dir), input_spec=XY_SPEC, output_spec=OUT_SPEC)
-    return path
-
-
-def string_package(tmp_dir: Path) -> Path | None:
-    """The standard string model (``s`` -> ``"<" + s + ">"``), or ``None`` off TensorFlow."""
-    if build_strings is None:
-        return None
-    path = Path(tmp_dir) / "keras_strings.zip"
-    build_strings(path, Path(tmp_dir), input_spec=STRING_IN, output_spec=STRING_OUT)
-    return path
+# --- Models ------------------------------------------------------------------------------
 
 
 def functional_addition() -> Any:
@@ -230,9 +181,9 @@ def test_subclassed_model_needs_specs(root: Path) -> None:
         create_keras_neuropod(neuropod_path=root / "sub.zip", model_name="sub", model=KerasAddition())
 
 
-def test_subclassed_model_with_an_optional_input(tmp_path: Path) -> None:
+def test_subclassed_model_with_an_optional_input(addition_package: Callable[..., Path]) -> None:
     x, y = xy()
-    with load_neuropod(addition_package(tmp_path)) as model:
+    with load_neuropod(addition_package("keras", name="keras_addition.zip")) as model:
         np.testing.assert_array_equal(model.infer({"x": x, "y": y})["out"], x + y)
         np.testing.assert_array_equal(model.infer({"x": x})["out"], x)
 
@@ -301,7 +252,7 @@ def test_custom_layer_loads_in_a_worker(scaled: Path) -> None:
 def test_loading_leaves_the_registry_and_modules_of_the_process_alone(
     scaled: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.backends import keras_custom_models
+    from tests.models import keras_custom_models
 
     # The process holds a module under the name that the package's code uses.
     monkeypatch.setitem(sys.modules, "keras_custom_models", keras_custom_models)
@@ -516,8 +467,9 @@ def test_awkward_inputs(functional: Path) -> None:
 @pytest.mark.skipif(not ON_TENSORFLOW, reason="strings need the TensorFlow backend of Keras")
 @pytest.mark.parametrize("dtype", [str, object])
 def test_strings(tmp_path: Path, dtype: type) -> None:
-    path = string_package(tmp_path)
-    assert path is not None
+    assert build_strings is not None
+    path = tmp_path / "keras_strings.zip"
+    build_strings(path, tmp_path, **STRING_SPEC)
     with load_neuropod(path) as model:
         out = model.infer({"s": np.array(["héllo", "日本語", ""], dtype=dtype)})["out"]
     assert out.dtype.kind == "U"

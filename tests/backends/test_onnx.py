@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,86 +14,17 @@ import pytest
 from neuropod import InferenceError, OptionError, PackageError
 from neuropod.loader import load_neuropod
 from neuropod.packagers import create_onnx_neuropod
+from tests.models import ADDITION_SPEC
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 import neuropod.packagers.onnx as onnx_packager  # noqa: E402
+from tests.models.onnx import build_strings, make_model, value  # noqa: E402
 
-XY_SPEC = [
-    {"name": "x", "dtype": "float32", "shape": ("batch", None)},
-    {"name": "y", "dtype": "float32", "shape": ("batch", None)},
-]
-OUT_SPEC = [{"name": "out", "dtype": "float32", "shape": ("batch", None)}]
-
-_ELEM_TYPES = {"float32": TensorProto.FLOAT, "string": TensorProto.STRING}
-
-
-def make_model(nodes: list[Any], inputs: list[Any], outputs: list[Any], opset: int = 17, **kw: Any) -> Any:
-    graph = helper.make_graph(nodes, "graph", inputs, outputs, **kw)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 9  # what onnxruntime 1.16+ reads; helper's default may be newer
-    return model
-
-
-def value(name: str, elem_type: int, shape: list[Any] | None) -> Any:
-    return helper.make_tensor_value_info(name, elem_type, shape)
-
-
-def from_spec(spec: dict[str, Any]) -> Any:
-    return value(spec["name"], _ELEM_TYPES[spec["dtype"]], list(spec["shape"]))
-
-
-# --- For the shared conformance suite --------------------------------------------------
-
-
-def build_addition(path: Path, workdir: Path, **kwargs: Any) -> None:
-    """The conformance suite's builder: ``out = x + y``; ``y`` defaults to 0 (an initializer)."""
-    x, y = (from_spec(spec) for spec in kwargs["input_spec"])
-    (out,) = (from_spec(spec) for spec in kwargs["output_spec"])
-    # onnxruntime wants the default's shape to fit y's declared one; 1 broadcasts in the others.
-    y_shape = [dim if isinstance(dim, int) else 1 for dim in kwargs["input_spec"][1]["shape"]]
-    zero = numpy_helper.from_array(np.zeros(y_shape, np.float32), "y")
-    model = make_model([helper.make_node("Add", ["x", "y"], ["out"])], [x, y], [out], initializer=[zero])
-    create_onnx_neuropod(neuropod_path=path, model_name=path.name, model=model, **kwargs)
-
-
-def build_strings(path: Path, workdir: Path, **kwargs: Any) -> None:
-    """The conformance suite's builder: ``out[i] = "<" + s[i] + ">"``."""
-    (source,) = kwargs["input_spec"]
-    (target,) = kwargs["output_spec"]
-
-    def text(name: str, content: str) -> Any:
-        return helper.make_node(
-            "Constant", [], [name], value=helper.make_tensor(name, TensorProto.STRING, [], [content.encode()])
-        )
-
-    nodes = [
-        text("open", "<"),
-        text("close", ">"),
-        helper.make_node("StringConcat", ["open", source["name"]], ["opened"]),
-        helper.make_node("StringConcat", ["opened", "close"], [target["name"]]),
-    ]
-    model = make_model(nodes, [from_spec(source)], [from_spec(target)], opset=20)
-    create_onnx_neuropod(neuropod_path=path, model_name=path.name, model=model, **kwargs)
-
-
-def addition_package(tmp_dir: Path) -> Path:
-    """The standard addition model: x, y float32 ``("batch", None)``, ``out = x + y``."""
-    path = Path(tmp_dir) / "onnx_addition.zip"
-    build_addition(path, Path(tmp_dir), input_spec=XY_SPEC, output_spec=OUT_SPEC)
-    return path
-
-
-def string_package(tmp_dir: Path) -> Path | None:
-    """A string model: x string ``(None,)``, ``out = "<" + x + ">"``."""
-    path = Path(tmp_dir) / "onnx_strings.zip"
-    spec = {"dtype": "string", "shape": (None,)}
-    build_strings(
-        path, Path(tmp_dir), input_spec=[{"name": "x", **spec}], output_spec=[{"name": "out", **spec}]
-    )
-    return path
+XY_SPEC = ADDITION_SPEC["input_spec"]
+OUT_SPEC = ADDITION_SPEC["output_spec"]
 
 
 # --- Fixtures ------------------------------------------------------------------------------
@@ -104,8 +36,18 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def addition(root: Path) -> Path:
-    return addition_package(root)
+def addition(addition_package: Callable[..., Path]) -> Path:
+    return addition_package("onnx", name="onnx_addition.zip")
+
+
+def string_package(tmp_dir: Path) -> Path:
+    """A string model: x string ``(None,)``, ``out = "<" + x + ">"``."""
+    path = Path(tmp_dir) / "onnx_strings.zip"
+    spec = {"dtype": "string", "shape": (None,)}
+    build_strings(
+        path, Path(tmp_dir), input_spec=[{"name": "x", **spec}], output_spec=[{"name": "out", **spec}]
+    )
+    return path
 
 
 def add_model() -> Any:

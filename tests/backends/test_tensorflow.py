@@ -1,8 +1,7 @@
 """The TensorFlow backend and packager: graphs, SavedModels, strings, init ops, custom ops, threads.
 
 What every backend shares (validation, lifetime, self-test) is in ``tests/test_conformance.py``;
-``build_addition``/``build_strings`` (and ``addition_package``/``string_package``) are the
-reference models it can use.
+the reference models that it builds are in ``tests/models/tensorflow.py``.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,41 +24,22 @@ import pytest
 from neuropod import InferenceError, OptionError, PackageError
 from neuropod.loader import load_neuropod
 from neuropod.packagers import create_tensorflow_neuropod
+from tests.models import ADDITION_SPEC, STRING_SPEC
 
 tf = pytest.importorskip("tensorflow")
+from tests.models.tensorflow import (  # noqa: E402
+    ADDITION_NODES,
+    addition_graph_def,
+    build_strings,
+)
 
-XY_SPEC = [
-    {"name": "x", "dtype": "float32", "shape": ("batch", None)},
-    {"name": "y", "dtype": "float32", "shape": ("batch", None)},
-]
-OUT_SPEC = [{"name": "out", "dtype": "float32", "shape": ("batch", None)}]
-STRING_IN = [{"name": "s", "dtype": "string", "shape": ("batch",)}]
-STRING_OUT = [{"name": "out", "dtype": "string", "shape": ("batch",)}]
-
-# The addition graph's nodes live in a name scope, as graphs exported by real models do.
-ADDITION_NODES = {"x": "model/x", "y": "model/y", "out": "model/out"}
-
-
-# --- Reference models --------------------------------------------------------------------
+XY_SPEC = ADDITION_SPEC["input_spec"]
+OUT_SPEC = ADDITION_SPEC["output_spec"]
+STRING_IN = STRING_SPEC["input_spec"]
+STRING_OUT = STRING_SPEC["output_spec"]
 
 
-def addition_graph_def() -> Any:
-    """``out = x + y`` as a GraphDef; ``y`` defaults to zeros, so that it may be left out."""
-    graph = tf.Graph()
-    with graph.as_default(), tf.compat.v1.name_scope("model"):
-        x = tf.compat.v1.placeholder(tf.float32, [None, None], name="x")
-        y = tf.compat.v1.placeholder_with_default(tf.zeros_like(x), [None, None], name="y")
-        tf.add(x, y, name="out")
-    return graph.as_graph_def()
-
-
-def strings_graph_def(name: str = "s") -> Any:
-    """``out = "<" + s + ">"`` on a string vector."""
-    graph = tf.Graph()
-    with graph.as_default():
-        s = tf.compat.v1.placeholder(tf.string, [None], name=name)
-        tf.strings.join(["<", s, ">"], name="out")
-    return graph.as_graph_def()
+# --- Models ------------------------------------------------------------------------------
 
 
 class AdditionModule(tf.Module):
@@ -76,36 +57,6 @@ class StringsModule(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, "s")])
     def __call__(self, s: Any) -> dict[str, Any]:
         return {"out": tf.strings.join(["<", s, ">"])}
-
-
-def build_addition(path: Path, workdir: Path, **kwargs: Any) -> None:
-    """The conformance suite's addition model, as a GraphDef (``y`` optional)."""
-    create_tensorflow_neuropod(
-        neuropod_path=path,
-        model_name=path.name,
-        graph_def=addition_graph_def(),
-        node_name_mapping=ADDITION_NODES,
-        **kwargs,
-    )
-
-
-def build_strings(path: Path, workdir: Path, **kwargs: Any) -> None:
-    """The conformance suite's string model, as a GraphDef."""
-    name = next(iter(kwargs["input_spec"]))["name"]
-    create_tensorflow_neuropod(
-        neuropod_path=path,
-        model_name=path.name,
-        graph_def=strings_graph_def(name),
-        node_name_mapping={name: name, "out": "out"},
-        **kwargs,
-    )
-
-
-def addition_package(tmp_dir: Path) -> Path:
-    """The standard addition model: x, y float32 ``("batch", None)``, ``out = x + y``."""
-    path = Path(tmp_dir) / "tensorflow_addition.zip"
-    build_addition(path, Path(tmp_dir), input_spec=XY_SPEC, output_spec=OUT_SPEC)
-    return path
 
 
 def string_package(tmp_dir: Path) -> Path:
@@ -138,8 +89,8 @@ def saved_model(root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def graph_package(root: Path) -> Path:
-    return addition_package(root)
+def graph_package(addition_package: Callable[..., Path]) -> Path:
+    return addition_package("tensorflow", name="tensorflow_addition.zip")
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """Custom Keras objects of the test models, shipped inside their packages.
 
-``test_keras.py`` packages this directory with ``code_path_spec`` and names it in
+``tests/models/keras.py`` packages this directory with ``code_path_spec`` and names it in
 ``custom_object_modules``, so that the models load in processes that never imported it (fresh
 interpreters, out-of-process workers). Only Keras is imported here: the worker's ``sys.path``
 holds neither ``tests/`` nor the test modules.

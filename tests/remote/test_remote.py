@@ -39,10 +39,13 @@ pytest.importorskip("httpx")
 pytest.importorskip("tritonclient.grpc")
 
 from neuropod.serving import ModelOptions, Server
+from tests.models import ADDITION_SPEC, FIXED_SPEC, STRING_SPEC
+from tests.models.python import STRINGS
 
 TOKEN = "s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
+#: tests.models' addition model, with two ways to misbehave that the remote errors need.
 ADDITION = """
     import time
 
@@ -57,36 +60,6 @@ ADDITION = """
 
         return addition
 """
-
-STRINGS = """
-    import numpy as np
-
-
-    def get_model(data_dir):
-        def strings(s):
-            return {"out": np.array(["<" + str(word) + ">" for word in s], dtype=str).reshape(len(s))}
-
-        return strings
-"""
-
-ADDITION_SPEC = {
-    "input_spec": [
-        {"name": "x", "dtype": "float32", "shape": ("batch", None)},
-        {"name": "y", "dtype": "float32", "shape": ("batch", None)},
-    ],
-    "output_spec": [{"name": "out", "dtype": "float32", "shape": ("batch", None)}],
-}
-FIXED_SPEC = {
-    "input_spec": [
-        {"name": "x", "dtype": "float32", "shape": ("batch", 2)},
-        {"name": "y", "dtype": "float32", "shape": ("batch", 2)},
-    ],
-    "output_spec": [{"name": "out", "dtype": "float32", "shape": ("batch", 2)}],
-}
-STRING_SPEC = {
-    "input_spec": [{"name": "s", "dtype": "string", "shape": ("batch",)}],
-    "output_spec": [{"name": "out", "dtype": "string", "shape": ("batch",)}],
-}
 
 
 def _build(root: Path, name: str, source: str, spec: dict[str, Any]) -> Path:

@@ -16,20 +16,6 @@ import numpy as np
 
 from neuropod.packagers import create_python_neuropod
 
-ADD_SPEC: dict[str, Any] = {
-    "input_spec": [
-        {"name": "x", "dtype": "float32", "shape": ("batch", None)},
-        {"name": "y", "dtype": "float32", "shape": ("batch", None)},
-    ],
-    "output_spec": [{"name": "out", "dtype": "float32", "shape": ("batch", None)}],
-}
-ADD = """
-    def get_model(data_dir):
-        def add(x, y):
-            return {"out": x + y}
-        return add
-"""
-
 #: Every dtype, a scalar, strings, and an output that views its input (``echo``).
 MIXED_SPEC: dict[str, Any] = {
     "input_spec": [

@@ -27,9 +27,8 @@ from neuropod import (
 )
 from neuropod.loader import load_neuropod
 from neuropod.worker import RemoteTraceback
+from tests.models import ADDITION_SPEC
 from tests.worker.ope_models import (
-    ADD,
-    ADD_SPEC,
     BEHAVIOUR,
     BEHAVIOUR_SPEC,
     MIXED,
@@ -132,7 +131,7 @@ def test_torchscript_model_runs_out_of_process_without_torch_in_the_application(
 
     path = tmp_path / "scale.zip"
     module = torch.jit.script(Scale())
-    create_torchscript_neuropod(neuropod_path=path, model_name="scale", module=module, **ADD_SPEC)
+    create_torchscript_neuropod(neuropod_path=path, model_name="scale", module=module, **ADDITION_SPEC)
     x = RNG.standard_normal((2, 3)).astype(np.float32)
     y = RNG.standard_normal((2, 3)).astype(np.float32)
     with load_neuropod(path) as local, load_neuropod(path, use_ope=True) as remote:
@@ -204,7 +203,7 @@ def test_output_validation_errors_match_in_process(tmp_path):
                 return {"out": [1, 2]} if x.size == 1 else {"out": x.astype(np.int32)}
             return bad
     """
-    path = build_python_model(tmp_path / "bad", source, ADD_SPEC)
+    path = build_python_model(tmp_path / "bad", source, ADDITION_SPEC)
     with load_neuropod(path) as local, load_neuropod(path, use_ope=True) as remote:
         for size in (1, 2):
             inputs = {"x": np.ones((1, size), np.float32), "y": np.ones((1, size), np.float32)}
@@ -217,7 +216,7 @@ def test_output_validation_errors_match_in_process(tmp_path):
 
 def test_load_errors_arrive_with_type_and_message(tmp_path):
     source = "get_model = 42\n"
-    path = build_python_model(tmp_path / "not_callable", source, ADD_SPEC)
+    path = build_python_model(tmp_path / "not_callable", source, ADDITION_SPEC)
     with pytest.raises(PackageError) as in_process:
         load_neuropod(path)
     with pytest.raises(PackageError) as out_of_process:
@@ -236,8 +235,8 @@ def no_worker_starts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("neuropod.worker.backend.WorkerSession", refuse)
 
 
-def test_unknown_options_are_rejected_by_name_before_a_worker_starts(tmp_path, no_worker_starts):
-    path = build_python_model(tmp_path / "add", ADD, ADD_SPEC)
+def test_unknown_options_are_rejected_by_name_before_a_worker_starts(addition_package, no_worker_starts):
+    path = addition_package("python")
     with pytest.raises(OptionError) as error:
         load_neuropod(path, use_ope=True, colour="red")
     assert str(error.value) == (
@@ -247,8 +246,8 @@ def test_unknown_options_are_rejected_by_name_before_a_worker_starts(tmp_path, n
     )
 
 
-def test_worker_options_without_use_ope_say_so(tmp_path):
-    path = build_python_model(tmp_path / "add", ADD, ADD_SPEC)
+def test_worker_options_without_use_ope_say_so(addition_package):
+    path = addition_package("python")
     with pytest.raises(OptionError) as error:
         load_neuropod(path, instances=2)
     message = str(error.value)
@@ -268,8 +267,8 @@ def test_worker_options_without_use_ope_say_so(tmp_path):
         ("require_all_inputs", "yes", "require_all_inputs must be True or False, got 'yes'"),
     ],
 )
-def test_invalid_worker_options(tmp_path, no_worker_starts, option, value, message):
-    path = build_python_model(tmp_path / "add", ADD, ADD_SPEC)
+def test_invalid_worker_options(addition_package, no_worker_starts, option, value, message):
+    path = addition_package("python")
     with pytest.raises(OptionError) as error:
         load_neuropod(path, use_ope=True, **{option: value})
     assert str(error.value) == message

@@ -1,6 +1,41 @@
-"""Shared test settings."""
+"""Shared test settings and fixtures."""
+
+from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.models import ADDITION_SPEC, build_addition
 
 # Keep framework start-up quiet and deterministic in every test process.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+@pytest.fixture(scope="session")
+def addition_package(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """Builds the addition model (``out = x + y``, ``y`` optional) into a fresh folder.
+
+    ``addition_package(platform="python", name="addition.zip", spec=ADDITION_SPEC, **options)``
+    returns the package's path. ``spec`` is ``input_spec``/``output_spec`` (see
+    ``tests.models.addition_spec`` for other dtypes and shapes); ``options`` go to the
+    platform's packager, e.g. ``package_as_zip=False`` for a folder.
+    """
+
+    def build(
+        platform: str = "python",
+        name: str = "addition.zip",
+        spec: dict[str, Any] = ADDITION_SPEC,
+        **options: Any,
+    ) -> Path:
+        root = tmp_path_factory.mktemp(f"{platform}-addition")
+        workdir = root / "work"
+        workdir.mkdir()
+        path = root / name
+        build_addition(platform, path, workdir, **spec, **options)
+        return path
+
+    return build

@@ -88,7 +88,7 @@ def test_validate_neuropod_config_raises_value_error(path, value, message):
 def test_validate_neuropod_config_needs_the_devices():
     config = valid_config()
     del config["input_tensor_device"]
-    with pytest.raises(PackageError, match="^The neuropod config lacks the field input_tensor_device$"):
+    with pytest.raises(PackageError, match=r"^The neuropod config lacks the field input_tensor_device$"):
         validate_neuropod_config(config)
 
 
@@ -101,7 +101,7 @@ def test_validate_neuropod_config_names_a_missing_field(field):
 
 
 def test_validate_neuropod_config_needs_a_dict():
-    with pytest.raises(PackageError, match="^The neuropod config must be a dict, got list$"):
+    with pytest.raises(PackageError, match=r"^The neuropod config must be a dict, got list$"):
         validate_neuropod_config([])  # type: ignore[arg-type]
 
 
@@ -337,7 +337,7 @@ def test_an_unsatisfied_range_is_a_runtime_error(python_root, tmp_path):
     path = package(python_root, tmp_path / "model", ["addition_model"])
     # The range is checked before the platform's backend is imported.
     _edit_config(path, platform="torchscript", platform_version_semver="< 1.0")
-    with pytest.raises(RuntimeError, match="needs torch '< 1.0'") as info:
+    with pytest.raises(RuntimeError, match=r"needs torch '< 1.0'") as info:
         load_neuropod(path)
     assert isinstance(info.value, ImportError)
 

@@ -1,9 +1,10 @@
 """One suite for every backend: the same models, the same mistakes, the same answers.
 
-Each backend contributes a ``BackendKind``: how to build the two reference models with its
-own packager, and how to load a package. To add a backend (TensorFlow, JAX, ONNX, an
-out-of-process worker, a remote client), append one ``BackendKind`` to ``KINDS``; every test
-below then runs against it. A kind whose framework is not installed is skipped.
+Each backend contributes a ``BackendKind``: the platform whose reference models it builds
+(``tests.models``: the addition and strings models, each with its platform's own packager),
+and how to load a package. To add a backend (TensorFlow, JAX, ONNX, an out-of-process worker,
+a remote client), append one ``BackendKind`` to ``KINDS``; every test below then runs against
+it. A kind whose framework is not installed is skipped.
 
 The reference models:
 - addition: ``out = x + y`` (float32, shape ``("batch", None)``); ``y`` is optional and
@@ -15,10 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib
 import importlib.util
-import textwrap
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,41 +27,15 @@ import pytest
 
 from neuropod import InferenceError, ModelClosedError, NeuropodModel, TestDataMismatch, ValidationError
 from neuropod.loader import load_neuropod
-from neuropod.packagers import (
-    create_placeholder_neuropod,
-    create_python_neuropod,
-    create_pytorch_neuropod,
-    create_torchscript_neuropod,
-)
 from neuropod.utils.eval_utils import load_test_data
-
-try:
-    import torch
-except ImportError:  # the torch kinds are skipped
-    torch = None
-
-ADDITION_SPEC = {
-    "input_spec": [
-        {"name": "x", "dtype": "float32", "shape": ("batch", None)},
-        {"name": "y", "dtype": "float32", "shape": ("batch", None)},
-    ],
-    "output_spec": [{"name": "out", "dtype": "float32", "shape": ("batch", None)}],
-}
-FIXED_SPEC = {
-    "input_spec": [
-        {"name": "x", "dtype": "float32", "shape": ("batch", 2)},
-        {"name": "y", "dtype": "float32", "shape": ("batch", 2)},
-    ],
-    "output_spec": [{"name": "out", "dtype": "float32", "shape": ("batch", 2)}],
-}
-STRING_SPEC = {
-    "input_spec": [{"name": "s", "dtype": "string", "shape": ("batch",)}],
-    "output_spec": [{"name": "out", "dtype": "string", "shape": ("batch",)}],
-}
-
-#: ``build(neuropod_path, workdir, input_spec=..., output_spec=..., **common)`` writes a package;
-#: ``workdir`` is an empty scratch directory for the model's code and data.
-Builder = Callable[..., None]
+from tests.models import (
+    ADDITION_SPEC,
+    FIXED_SPEC,
+    STRING_SPEC,
+    Builder,
+    addition_builder,
+    strings_builder,
+)
 
 
 @dataclass(frozen=True)
@@ -72,162 +44,41 @@ class BackendKind:
 
     Attributes:
         name: the test id.
-        build_addition: writes the addition model for the spec it is given.
-        build_strings: writes the string model, or ``None`` where the backend has no strings.
+        platform: the platform whose reference models (``tests.models``) the kind runs.
         load: opens a package; takes ``load_neuropod``'s options.
         exact: whether outputs are the model's results (``False``: random placeholder
             outputs, of which only type and shape are checked).
         requires: modules that must be importable, else the kind is skipped.
-        builders_from: a framework's own test module whose ``build_addition`` and
-            ``build_strings`` replace the two builders (imported only when the kind runs).
     """
 
     name: str
-    build_addition: Builder | None
-    build_strings: Builder | None
+    platform: str
     load: Callable[..., NeuropodModel] = load_neuropod
     exact: bool = True
     requires: tuple[str, ...] = ()
-    builders_from: str | None = None
 
+    @property
+    def build_addition(self) -> Builder:
+        return addition_builder(self.platform)
 
-# --- TorchScript -------------------------------------------------------------------------
-
-if torch is not None:
-
-    class _TorchAddition(torch.nn.Module):
-        def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-            if y is None:
-                return {"out": x.clone()}
-            return {"out": x + y}
-
-    class _TorchStrings(torch.nn.Module):
-        def forward(self, s: list[str]) -> dict[str, list[str]]:
-            return {"out": ["<" + word + ">" for word in s]}
-
-
-def script(module: Any) -> Any:
-    """``torch.jit.script``, without its deprecation warning (TorchScript is the point here)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", r"`torch\.jit\.script` is", DeprecationWarning)
-        return torch.jit.script(module)
-
-
-def _torchscript(module_cls: Callable[[], Any]) -> Builder:
-    def build(path: Path, workdir: Path, **kwargs: Any) -> None:
-        create_torchscript_neuropod(
-            neuropod_path=path, model_name=path.name, module=script(module_cls()), **kwargs
-        )
-
-    return build
-
-
-# --- Python ------------------------------------------------------------------------------
-
-PYTHON_ADDITION = """
-    def get_model(data_dir):
-        def addition(x, y=None):
-            return {"out": x.copy() if y is None else x + y}
-
-        return addition
-"""
-
-PYTHON_STRINGS = """
-    import numpy as np
-
-
-    def get_model(data_dir):
-        def strings(s):
-            return {"out": np.array(["<" + str(word) + ">" for word in s], dtype=str).reshape(len(s))}
-
-        return strings
-"""
-
-PYTORCH_ADDITION = """
-    import os
-
-    import torch
-
-
-    class Addition(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            # A parameter that requires grad: its outputs must still reach numpy.
-            self.scale = torch.nn.Parameter(torch.zeros(()))
-
-        def forward(self, x, y=None):
-            out = x * self.scale
-            return out if y is None else out + y
-
-
-    def get_model(data_dir):
-        module = Addition()
-        module.load_state_dict(torch.load(os.path.join(data_dir, "weights.pt"), weights_only=True))
-        module.eval()
-
-        def infer(x, y=None):
-            return {"out": module(torch.from_numpy(x), None if y is None else torch.from_numpy(y))}
-
-        return infer
-"""
-
-
-def _python(packager: Callable[..., None], package: str, source: str, with_weights: bool = False) -> Builder:
-    def build(path: Path, workdir: Path, **kwargs: Any) -> None:
-        code = workdir / "code" / package
-        code.mkdir(parents=True)
-        (code / "__init__.py").write_text(textwrap.dedent(source))
-        data_paths = []
-        if with_weights:
-            torch.save({"scale": torch.ones(())}, workdir / "weights.pt")
-            data_paths.append({"path": str(workdir / "weights.pt"), "packaged_name": "weights.pt"})
-        packager(
-            neuropod_path=path,
-            model_name=path.name,
-            code_path_spec=[{"python_root": str(workdir / "code"), "dirs_to_package": [package]}],
-            data_paths=data_paths,
-            entrypoint_package=package,
-            entrypoint="get_model",
-            **kwargs,
-        )
-
-    return build
-
-
-# --- Placeholder -------------------------------------------------------------------------
-
-
-def _placeholder(path: Path, workdir: Path, **kwargs: Any) -> None:
-    create_placeholder_neuropod(neuropod_path=path, model_name=path.name, **kwargs)
+    @property
+    def build_strings(self) -> Builder | None:
+        return strings_builder(self.platform)
 
 
 KINDS = [
-    BackendKind(
-        "torchscript",
-        _torchscript(lambda: _TorchAddition()),
-        _torchscript(lambda: _TorchStrings()),
-        requires=("torch",),
-    ),
-    BackendKind(
-        "python",
-        _python(create_python_neuropod, "addition_model", PYTHON_ADDITION),
-        _python(create_python_neuropod, "strings_model", PYTHON_STRINGS),
-    ),
-    BackendKind(
-        "pytorch",
-        _python(create_pytorch_neuropod, "torch_addition", PYTORCH_ADDITION, with_weights=True),
-        None,  # a PyTorch model's strings are plain Python: the python kind covers them
-        requires=("torch",),
-    ),
-    BackendKind("placeholder", _placeholder, _placeholder, exact=False),
-    BackendKind("tensorflow", None, None, requires=("tensorflow",), builders_from="test_tensorflow"),
-    BackendKind("keras", None, None, requires=("keras",), builders_from="test_keras"),
-    BackendKind("jax", None, None, requires=("jax",), builders_from="test_jax"),
-    BackendKind("onnx", None, None, requires=("onnx", "onnxruntime"), builders_from="test_onnx"),
+    BackendKind("torchscript", "torchscript", requires=("torch",)),
+    BackendKind("python", "python"),
+    BackendKind("pytorch", "pytorch", requires=("torch",)),
+    BackendKind("placeholder", "placeholder", exact=False),
+    BackendKind("tensorflow", "tensorflow", requires=("tensorflow",)),
+    BackendKind("keras", "keras", requires=("keras",)),
+    BackendKind("jax", "jax", requires=("jax",)),
+    BackendKind("onnx", "onnx", requires=("onnx", "onnxruntime")),
 ]
 
 # The same models again, each run in worker processes of its own. (The Keras models' classes
-# reach the worker as code inside their packages: see keras_custom_models.)
+# reach the worker as code inside their packages: see tests/models/keras.py.)
 KINDS += [
     dataclasses.replace(kind, name=f"{kind.name}-ope", load=functools.partial(load_neuropod, use_ope=True))
     for kind in list(KINDS)
@@ -267,11 +118,6 @@ def kind(request: pytest.FixtureRequest) -> BackendKind:
     missing = [name for name in kind.requires if importlib.util.find_spec(name) is None]
     if missing:
         pytest.skip(f"{kind.name} needs {', '.join(missing)}")
-    if kind.builders_from:
-        module = importlib.import_module(kind.builders_from)
-        kind = dataclasses.replace(
-            kind, build_addition=module.build_addition, build_strings=module.build_strings
-        )
     return kind
 
 

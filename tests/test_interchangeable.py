@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -12,15 +12,7 @@ import pytest
 
 from neuropod import load_neuropod
 
-ADDITION_SPEC = {
-    "input_spec": [
-        {"name": "x", "dtype": "float32", "shape": ("batch", None)},
-        {"name": "y", "dtype": "float32", "shape": ("batch", None)},
-    ],
-    "output_spec": [{"name": "out", "dtype": "float32", "shape": ("batch", None)}],
-}
-
-# (framework module that must be installed, platform); the builders are the conformance suite's.
+# (framework module that must be installed, platform); the models are tests.models' addition.
 FRAMEWORKS = [
     ("torch", "torchscript"),
     ("tensorflow", "tensorflow"),
@@ -30,27 +22,12 @@ FRAMEWORKS = [
 ]
 
 
-def _build_addition(platform: str):
-    conformance = importlib.import_module("test_conformance")
-    kind = next(kind for kind in conformance.KINDS if kind.name == platform)
-    if kind.builders_from:
-        return importlib.import_module(kind.builders_from).build_addition
-    return kind.build_addition
-
-
 @pytest.fixture(scope="module")
-def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def packages(addition_package: Callable[..., Path]) -> dict[str, Path]:
     missing = [framework for framework, _ in FRAMEWORKS if importlib.util.find_spec(framework) is None]
     if missing:
         pytest.skip(f"needs every framework; missing: {', '.join(missing)}")
-    built = {}
-    for _, platform in FRAMEWORKS:
-        root = tmp_path_factory.mktemp(platform)
-        path = root / "addition.zip"
-        (root / "work").mkdir()
-        _build_addition(platform)(path, root / "work", **ADDITION_SPEC)
-        built[platform] = path
-    return built
+    return {platform: addition_package(platform) for _, platform in FRAMEWORKS}
 
 
 def test_every_framework_runs_interleaved_in_one_process(packages: dict[str, Path]) -> None:

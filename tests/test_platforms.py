@@ -19,10 +19,10 @@ def test_every_row_is_keyed_by_its_name_and_names_a_backend_class():
 
 
 def test_the_registry_and_version_selection_read_the_table():
-    assert registry.BUILTIN_BACKENDS == {name: p.backend for name, p in BUILTIN_PLATFORMS.items()}
-    assert registry.FRAMEWORK_MODULES == {name: p.framework for name, p in BUILTIN_PLATFORMS.items()}
-    assert registry.EXTRAS == {name: p.extra for name, p in BUILTIN_PLATFORMS.items() if p.extra}
-    assert PLATFORM_DISTRIBUTIONS == {name: p.distributions for name, p in BUILTIN_PLATFORMS.items()}
+    assert {name: p.backend for name, p in BUILTIN_PLATFORMS.items()} == registry.BUILTIN_BACKENDS
+    assert {name: p.framework for name, p in BUILTIN_PLATFORMS.items()} == registry.FRAMEWORK_MODULES
+    assert {name: p.extra for name, p in BUILTIN_PLATFORMS.items() if p.extra} == registry.EXTRAS
+    assert {name: p.distributions for name, p in BUILTIN_PLATFORMS.items()} == PLATFORM_DISTRIBUTIONS
 
 
 def test_the_python_platform_has_no_framework():

@@ -34,7 +34,7 @@ SPEC = [{"name": "x", "dtype": "float32", "shape": [None]}]
 class EchoBackend(Backend):
     """Returns its inputs, times ``scale``; remembers what it was given."""
 
-    instances: list[EchoBackend] = []
+    instances: ClassVar[list[EchoBackend]] = []
 
     def __init__(self, package: Package, *, visible_gpu: int | None = None, scale: float = 1.0):
         super().__init__(package, visible_gpu=visible_gpu)
@@ -389,16 +389,17 @@ def test_backend_may_not_mutate_the_callers_dict(tmp_path):
 
 def test_inputs_are_validated_before_the_backend_runs(tmp_path):
     register_backend("failing", FailingBackend)
-    with load_neuropod(package(tmp_path / "model.zip", "failing")) as model:
-        with pytest.raises(ValidationError):
-            model.infer({"x": X.astype(np.float64)})
+    with load_neuropod(package(tmp_path / "model.zip", "failing")) as model, pytest.raises(ValidationError):
+        model.infer({"x": X.astype(np.float64)})
 
 
 def test_backend_errors_become_inference_errors(tmp_path):
     register_backend("failing", FailingBackend)
-    with load_neuropod(package(tmp_path / "model.zip", "failing")) as model:
-        with pytest.raises(InferenceError) as info:
-            model.infer({"x": X})
+    with (
+        load_neuropod(package(tmp_path / "model.zip", "failing")) as model,
+        pytest.raises(InferenceError) as info,
+    ):
+        model.infer({"x": X})
     assert str(info.value) == "Model 'echo' (failing) failed: ZeroDivisionError: boom"
     assert isinstance(info.value.__cause__, ZeroDivisionError)
     assert isinstance(info.value, RuntimeError)

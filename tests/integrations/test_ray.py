@@ -307,5 +307,5 @@ def test_a_model_actor_closes_its_model_when_collected(model, tmp_path):
     del actor
     with pytest.raises(ModelClosedError):
         loaded.infer({"x": rows(0, 1)})
-    with pytest.raises(PackageError, match="missing.zip"):
+    with pytest.raises(PackageError, match=r"missing\.zip"):
         ModelActor(tmp_path / "missing.zip", {})  # and its __del__ finds no model to close

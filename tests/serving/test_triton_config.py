@@ -16,7 +16,7 @@ from neuropod.serving import ModelOptions, Server
 from neuropod.serving.config_override import parse_config
 from neuropod.serving.load_parameters import write_files
 from neuropod.serving.options import OPTIONS_FILE, read_model_folder
-from serving_helpers import build_model, error_of
+from tests.serving.helpers import build_model, error_of
 
 httpclient = pytest.importorskip("tritonclient.http")
 grpcclient = pytest.importorskip("tritonclient.grpc")

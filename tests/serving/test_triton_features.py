@@ -20,7 +20,7 @@ from neuropod.packagers.python import create_python_neuropod
 from neuropod.serving import Server
 from neuropod.serving.core import EXTENSIONS
 from neuropod.serving.options import OPTIONS_FILE
-from serving_helpers import build_model, error_of, request
+from tests.serving.helpers import build_model, error_of, request
 
 httpclient = pytest.importorskip("tritonclient.http")
 grpcclient = pytest.importorskip("tritonclient.grpc")

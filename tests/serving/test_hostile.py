@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from neuropod.serving import Server
-from serving_helpers import build_model, error_of, request
+from tests.serving.helpers import build_model, error_of, request
 
 pytest.importorskip("uvicorn")
 grpc = pytest.importorskip("grpc")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from neuropod.serving import Server
-from serving_helpers import build_model, request
+from tests.serving.helpers import build_model, request
 
 pytest.importorskip("uvicorn")
 

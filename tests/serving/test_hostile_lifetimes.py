@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from neuropod.serving import ModelOptions, Server
-from serving_helpers import build_model, request
+from tests.serving.helpers import build_model, request
 
 pytest.importorskip("uvicorn")
 grpcclient = pytest.importorskip("tritonclient.grpc")

@@ -31,11 +31,9 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the tests package
 
-from neuropod.environments import prepare_environment
-from neuropod.loader import load_neuropod
-from test_environments import (
+from tests.environments.test_environments import (
     DEMO_CODE,
     NUMPY_CODE,
     local_requirements,
@@ -43,6 +41,9 @@ from test_environments import (
     repack_installed,
     write_wheel,
 )
+
+from neuropod.environments import prepare_environment
+from neuropod.loader import load_neuropod
 
 X = np.ones(4, np.float32)
 CALLS = 200

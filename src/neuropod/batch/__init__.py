@@ -33,7 +33,6 @@ from neuropod.batch.state import STATE_FILE
 from neuropod.spec.batch_dim import batch_symbol
 
 __all__ = [
-    "STATE_FILE",
     "BatchFailure",
     "Dataset",
     "DatasetError",
@@ -43,6 +42,7 @@ __all__ = [
     "LocalEngine",
     "Metric",
     "RunResult",
+    "STATE_FILE",
     "Shard",
     "Task",
     "TaskResult",

@@ -30,8 +30,6 @@ from neuropod.environments.versions import PLATFORM_DISTRIBUTIONS, VersionRange,
 
 __all__ = [
     "CACHE_ENV_VAR",
-    "MODES",
-    "PLATFORM_DISTRIBUTIONS",
     "Environment",
     "EnvironmentBuildError",
     "EnvironmentCache",
@@ -39,7 +37,9 @@ __all__ = [
     "EnvironmentSpec",
     "FrameworkVersionError",
     "LockedRequirement",
+    "MODES",
     "Needs",
+    "PLATFORM_DISTRIBUTIONS",
     "ProgressCallback",
     "RequirementLock",
     "RequirementsError",

@@ -21,10 +21,10 @@ Prints one table (throughput, p50/p99 latency, ratio to KServe) and writes it as
     python bench/serve.py [--quick] [--servers neuropod,kserve,floor] [--protocols http-binary,grpc]
                           [--sizes small,large] [--concurrency 1,8] [--shm no,yes]
 
-KServe runs from its own virtual environment (``.bench/kserve-venv``, created with uv on first
-use) through ``bench/serve_kserve_model.py``. perf_analyzer keeps every request's tensors in
-memory, so each measurement window is a bounded number of requests (``--measurement-mode
-count_windows``), fewer for 4 MB tensors.
+KServe runs from its own virtual environment (``.bench/kserve-venv``, created on first use by
+``bench/kserve_env.py``) through ``bench/serve_kserve_model.py``. perf_analyzer keeps every
+request's tensors in memory, so each measurement window is a bounded number of requests
+(``--measurement-mode count_windows``), fewer for 4 MB tensors.
 
 perf_analyzer 2.58-2.60 sends one element in place of a whole tensor with
 ``--input-tensor-format json`` when the model configuration has ``max_batch_size`` 0, so both
@@ -43,7 +43,6 @@ import json
 import os
 import platform
 import resource
-import shutil
 import socket
 import subprocess
 import sys
@@ -57,11 +56,11 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from kserve_env import KSERVE_VERSION, bench_cache, kserve_python
+
 ROOT = Path(__file__).resolve().parent.parent
-CACHE = Path(os.environ.get("NEUROPOD_BENCH_CACHE", ROOT / ".bench"))
+CACHE = bench_cache()
 PERF_ANALYZER = ROOT / "scripts" / "perf_analyzer.sh"
-KSERVE_VERSION = "0.21.0"
-KSERVE_VENV = CACHE / "kserve-venv"
 
 SIZES = {"small": 4, "large": 1 << 20}
 PROTOCOLS = ("http-binary", "http-json", "grpc")
@@ -196,26 +195,6 @@ def floor_server(root: Path, logs: Path) -> Iterator[tuple[int, int]]:
     ]  # fmt: skip
     with running(command, "floor", http_port, logs):
         yield http_port, grpc_port
-
-
-def kserve_python() -> Path:
-    """The Python of KServe's virtual environment, created on first use."""
-    python = KSERVE_VENV / "bin" / "python"
-    marker = KSERVE_VENV / f".kserve-{KSERVE_VERSION}"
-    if marker.exists():
-        return python
-    print(f"creating {KSERVE_VENV} with kserve=={KSERVE_VERSION} ...", file=sys.stderr)
-    uv = shutil.which("uv") or shutil.which("uv", path=str(Path(sys.executable).parent))
-    if uv:
-        subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(KSERVE_VENV)], check=True)
-        subprocess.run(
-            [uv, "pip", "install", "-q", "--python", str(python), f"kserve=={KSERVE_VERSION}"], check=True
-        )
-    else:
-        subprocess.run([sys.executable, "-m", "venv", str(KSERVE_VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", f"kserve=={KSERVE_VERSION}"], check=True)
-    marker.touch()
-    return python
 
 
 def kserve_configs(folder: Path) -> Path:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterable
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from neuropod.errors import PackageError
 from neuropod.package.manifest import sha256_file
@@ -24,10 +24,23 @@ _lock = threading.Lock()
 def op_path(package: Package, name: str) -> Path:
     """The file of custom op ``name`` listed in the package's config.
 
+    Only a file inside the package's ``0/ops/`` is ever loaded: a name with a path in it, or
+    a link that leads out of the folder, is refused before anything is opened.
+
     Raises:
-        PackageError: the file is missing.
+        PackageError: the name is not a file name in ``0/ops/``, or the file is missing.
     """
+    if not name or PurePath(name).name != name or "\\" in name or name in (".", ".."):
+        raise PackageError(
+            f"{package.path}: custom op {name!r} listed in config.json is not a file name in 0/ops/; "
+            f"only libraries inside the package are loaded"
+        )
     path = package.ops_dir / name
+    if path.exists() and package.ops_dir.resolve() not in path.resolve().parents:
+        raise PackageError(
+            f"{package.path}: custom op 0/ops/{name} leads outside the package; "
+            f"only libraries inside the package are loaded"
+        )
     if not path.is_file():
         raise PackageError(f"{package.path}: custom op 0/ops/{name} listed in config.json is missing")
     return path

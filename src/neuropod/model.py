@@ -112,8 +112,15 @@ class NeuropodModel(Closing):
         backend = self._backend
         if backend is None:
             raise ModelClosedError(f"Model '{self.name}' is closed")
-        inputs = scalars_as_arrays(inputs)
-        self._check_inputs(inputs)
+        try:
+            self._check_inputs(inputs)
+        except ValidationError:
+            # Only a call that fails the check pays for looking for numpy scalars.
+            converted = scalars_as_arrays(inputs)
+            if converted is inputs:
+                raise
+            self._check_inputs(converted)
+            inputs = converted
         try:
             outputs = backend.infer(dict(inputs))
         except NeuropodError:
@@ -122,9 +129,15 @@ class NeuropodModel(Closing):
             raise InferenceError(
                 f"Model '{self.name}' ({self.platform}) failed: {type(exc).__name__}: {exc}"
             ) from exc
-        checked: dict[str, np.ndarray] = scalars_as_arrays(outputs, python_scalars=True)
-        self._check_outputs(checked)
-        return checked
+        try:
+            self._check_outputs(outputs)
+        except ValidationError:
+            converted = scalars_as_arrays(outputs, python_scalars=True)
+            if converted is outputs:
+                raise
+            self._check_outputs(converted)
+            outputs = converted
+        return outputs
 
     def allocate(self, name: str, shape: Sequence[int]) -> np.ndarray:
         """An uninitialized array for input ``name``, of its spec's dtype, to fill and pass to ``infer``.

@@ -213,18 +213,17 @@ class ModelRepository:
                 f"(models: {', '.join(sorted(self._entries)) or 'none'})"
             )
         with entry.lock:
+            # A reload keeps serving the loaded model until the new one is ready, as Triton
+            # does: a failed reload leaves it serving, with the failure as the answer.
             old = entry.served
-            entry.state, entry.reason, entry.served = LOADING, "", None
-            if old is not None:
-                old.close()
+            if old is None:
+                entry.state, entry.reason = LOADING, ""
             model = None
+            upload = None
             try:
                 if parameters.files:
-                    if entry.upload is not None:
-                        shutil.rmtree(entry.upload, ignore_errors=True)
-                        entry.upload = None
-                    entry.upload = write_files(parameters.files)
-                folder = entry.upload
+                    upload = write_files(parameters.files)
+                folder = upload if upload is not None else entry.upload
                 path, options = entry.path, entry.options
                 if folder is not None:
                     path, options = read_model_folder(folder)
@@ -243,13 +242,24 @@ class ModelRepository:
             except (NeuropodError, OSError) as exc:
                 if model is not None:
                     model.close()
-                entry.state, entry.reason = UNAVAILABLE, f"load failed: {exc}"
+                if upload is not None:
+                    shutil.rmtree(upload, ignore_errors=True)
+                if old is None:
+                    entry.state, entry.reason = UNAVAILABLE, f"load failed: {exc}"
+                else:
+                    logger.error("Model '%s' failed to reload, the loaded one stays: %s", name, exc)
                 raise BadRequest(
                     f"load failed for model '{name}': version {VERSION} is at UNAVAILABLE state: {exc};"
                 ) from exc
             if folder is None:
                 entry.options = base
-            entry.served, entry.state = served, READY
+            entry.served, entry.state, entry.reason = served, READY, ""
+            if old is not None:
+                old.close()  # after the swap: new requests already reach the new model
+            if upload is not None:
+                if entry.upload is not None:
+                    shutil.rmtree(entry.upload, ignore_errors=True)
+                entry.upload = upload
 
     def unload(self, name: str, timeout: float | None = None) -> bool:
         """Unload model ``name`` once its running requests are done.

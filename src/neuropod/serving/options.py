@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from neuropod.errors import OptionError
+from neuropod.options import int_at_least
 from neuropod.package import layout
 from neuropod.serving.config_override import ConfigOverride, parse_config
 
@@ -100,8 +101,7 @@ class ModelOptions:
             value = getattr(self, name)
             if value is None and name == "concurrency":
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < (name == "concurrency"):
-                raise OptionError(f"{name} must be an integer >= {int(name == 'concurrency')}, got {value!r}")
+            int_at_least(int(name == "concurrency"))(name, value)
         object.__setattr__(self, "load_options", dict(self.load_options))
         if self.dynamic_batching is not None:
             if not isinstance(self.dynamic_batching, Mapping) or set(self.dynamic_batching) - {

@@ -22,14 +22,17 @@ import stat
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
+from neuropod.options import int_at_least
 from neuropod.protocol.binary import tensor_from_raw, tensor_to_raw
 from neuropod.protocol.infer import InferRequest, InferResponse, SharedMemoryInput
 from neuropod.protocol.keys import SHARED_MEMORY_BYTE_SIZE, SHARED_MEMORY_OFFSET, SHARED_MEMORY_REGION
 from neuropod.serving.errors import BadRequest, NotFound
+
+_NON_NEGATIVE = int_at_least(0)
 
 #: Where POSIX shared-memory objects live.
 SHM_DIR = "/dev/shm"
@@ -224,9 +227,8 @@ class SharedMemoryRegistry:
 
 
 def _non_negative(region: str, field: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise BadRequest(f"Region '{region}': {field} must be a non-negative integer, got {value!r}")
-    return value
+    _NON_NEGATIVE(f"Region '{region}': {field}", value, BadRequest)
+    return cast(int, value)
 
 
 #: Parameters of a tensor held in a region rather than in the request or response.
@@ -301,6 +303,5 @@ def region_window(
         raise BadRequest(f"Tensor '{tensor}': {REGION} needs {BYTE_SIZE}")
     offset = parameters.get(OFFSET, 0)
     for field, value in ((BYTE_SIZE, size), (OFFSET, offset)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise BadRequest(f"Tensor '{tensor}': {field} must be a non-negative integer, got {value!r}")
+        _NON_NEGATIVE(f"Tensor '{tensor}': {field}", value, BadRequest)
     return region, offset, size

@@ -34,6 +34,8 @@ BackendRef = str | type[Backend]
 
 _registered: dict[str, BackendRef] = {}
 _resolved: dict[str, type[Backend]] = {}
+# Built-in declarations found without importing the backend; an entry point scan costs ms.
+_declared: dict[str, type[Options]] = {}
 _lock = threading.Lock()
 
 
@@ -47,6 +49,7 @@ def register_backend(platform: str, backend: BackendRef) -> None:
     with _lock:
         _registered[platform] = backend
         _resolved.pop(platform, None)
+        _declared.pop(platform, None)
 
 
 def platforms() -> list[str]:
@@ -96,13 +99,17 @@ def declared_options(platform: str) -> type[Options]:
         BackendUnavailable: no backend is known for the platform, or it cannot be imported.
     """
     backend = _resolved.get(platform)
+    declared = _declared.get(platform)
+    if backend is None and declared is not None:
+        return declared
     if (
         backend is None
         and platform not in _registered
         and platform in BUILTIN_PLATFORMS
         and not any(ep.name == platform for ep in entry_points(group=ENTRY_POINT_GROUP))
     ):
-        return BUILTIN_PLATFORMS[platform].declared_options()
+        declared = _declared[platform] = BUILTIN_PLATFORMS[platform].declared_options()
+        return declared
     return (backend or get_backend(platform)).declared_options()
 
 

@@ -95,11 +95,19 @@ class NeuropodModel(Closing):
         """The output specs as the original's ``{"name", "dtype", "shape"}`` dicts."""
         return [spec.to_dict() for spec in self.output_specs]
 
-    def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    @property
+    def instances(self) -> int:
+        """How many instances run the model (``use_ope=True``: its ``instances`` option; else 1)."""
+        return self._open_backend().instances
+
+    def infer(self, inputs: Mapping[str, np.ndarray], *, instance: int | None = None) -> dict[str, np.ndarray]:
         """Run the model.
 
         Args:
             inputs: input name -> numpy array; never modified.
+            instance: run on this instance (``0 <= instance < instances``) rather than the
+                least busy one, e.g. so that the calls of one stateful session all reach the
+                worker that holds its state.
 
         Returns:
             output name -> numpy array.
@@ -108,10 +116,13 @@ class NeuropodModel(Closing):
             ValidationError: an input or output breaks the spec (message names the tensor).
             InferenceError: the model itself failed; the framework's error is the ``__cause__``.
             ModelClosedError: the model was closed.
+            IndexError: ``instance`` is out of range.
         """
         backend = self._backend
         if backend is None:
             raise ModelClosedError(f"Model '{self.name}' is closed")
+        if instance is not None and not 0 <= instance < backend.instances:
+            raise IndexError(f"Model '{self.name}' has {backend.instances} instance(s); there is no instance {instance}")
         try:
             self._check_inputs(inputs)
         except ValidationError:
@@ -122,7 +133,7 @@ class NeuropodModel(Closing):
             self._check_inputs(converted)
             inputs = converted
         try:
-            outputs = backend.infer(dict(inputs))
+            outputs = backend.infer(dict(inputs)) if instance is None else backend.infer_on(instance, dict(inputs))
         except NeuropodError:
             raise
         except Exception as exc:

@@ -85,6 +85,19 @@ class Backend(ABC):
         must not be written to.
         """
 
+    @property
+    def instances(self) -> int:
+        """How many instances run the model (out of process, its worker processes); here 1."""
+        return 1
+
+    def infer_on(self, instance: int, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``infer`` on one given instance (``0 <= instance < instances``), not the least busy.
+
+        For a caller whose calls depend on one another, e.g. the requests of one sequence to a
+        model that keeps state in its own memory. Here there is one instance: plain ``infer``.
+        """
+        return self.infer(inputs)
+
     def allocate(self, dtype: np.dtype[Any], shape: Sequence[int]) -> np.ndarray:
         """An uninitialized array to fill and pass to ``infer``: where the backend sends it fastest.
 

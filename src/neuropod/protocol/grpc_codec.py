@@ -48,6 +48,7 @@ from neuropod.protocol.infer import (
     SharedMemoryInput,
 )
 from neuropod.protocol.keys import SHARED_MEMORY_REGION
+from neuropod.protocol.sequence import check_grpc_types
 from neuropod.protocol.tensors import check_shape
 
 #: Field number of the protocol's ``ModelMetadataResponse.properties``.
@@ -109,11 +110,15 @@ def read_request(message: Any, raws: list[Buffer]) -> InferRequest:
             f"raw_input_contents has {raw_count} entries, but {used} inputs take their data from it"
         )
     outputs = [_requested_output(output) for output in message.outputs] if message.outputs else None
+    parameters = None
+    if message.parameters:
+        parameters = get_parameters(message.parameters)
+        check_grpc_types(message.parameters, parameters)
     return InferRequest(
         inputs,
         outputs=outputs,
         id=message.id or None,
-        parameters=get_parameters(message.parameters) if message.parameters else None,
+        parameters=parameters,
         model_name=message.model_name,
         model_version=message.model_version,
     )

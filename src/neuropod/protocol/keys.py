@@ -28,3 +28,8 @@ NEUROPOD_PLATFORM = "neuropod_platform"
 NEUROPOD_INPUTS = "neuropod_inputs"
 NEUROPOD_OUTPUTS = "neuropod_outputs"
 SPEC_PARAMETERS = (NEUROPOD_PLATFORM, NEUROPOD_INPUTS, NEUROPOD_OUTPUTS)
+
+#: A request's parameters that make it part of a sequence (Triton's sequence extension).
+SEQUENCE_ID = "sequence_id"
+SEQUENCE_START = "sequence_start"
+SEQUENCE_END = "sequence_end"

@@ -13,7 +13,9 @@ form::
                    "format": "FORMAT_NCHW",         FORMAT_NONE, FORMAT_NHWC or FORMAT_NCHW
                    "dims": [3, 224, 224]}],         fixes the spec's variable dims
         "output": [{"name": "probs",
-                    "label_filename": "labels.txt"}]  one label per line, for classification
+                    "label_filename": "labels.txt"}], one label per line, for classification
+        "sequence_batching": {...}                  a stateful model's controls and implicit
+                                                    state (neuropod.serving.sequence_batching)
     }
 
 Every key is optional; ``name`` (of the model, when given) must be the served name. Like
@@ -27,15 +29,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from neuropod.errors import OptionError
 from neuropod.spec.tensor_spec import TensorSpec
 
+if TYPE_CHECKING:
+    from neuropod.serving.sequence_batching import SequenceBatching
+
 #: The values of an input's ``format``.
 FORMATS = ("FORMAT_NONE", "FORMAT_NHWC", "FORMAT_NCHW")
 
-_MODEL_KEYS = ("input", "max_batch_size", "name", "output")
+_MODEL_KEYS = ("input", "max_batch_size", "name", "output", "sequence_batching")
 _TENSOR_KEYS = {"input": ("dims", "format", "name"), "output": ("dims", "label_filename", "name")}
 
 
@@ -49,6 +54,7 @@ class ConfigOverride:
         formats: input name -> ``format``.
         dims: tensor name -> dims (without the batch dim when the model batches).
         label_files: output name -> path of its label file.
+        sequence_batching: the model is stateful (``None``: it is not).
     """
 
     name: str | None = None
@@ -56,6 +62,7 @@ class ConfigOverride:
     formats: Mapping[str, str] = field(default_factory=dict)
     dims: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     label_files: Mapping[str, Path] = field(default_factory=dict)
+    sequence_batching: SequenceBatching | None = None
 
     def check(
         self, model: str, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], batched: bool
@@ -118,7 +125,7 @@ def parse_config(value: object, where: str, folder: Path | None = None) -> Confi
         value: the parsed JSON value.
         where: where it came from, for messages (a file, ``"load parameter 'config'"``...).
         folder: the model's folder, which label files are relative to (``None``: the working
-            directory).
+            directory); so are initial state files, in its ``initial_state`` folder.
 
     Returns:
         The override.
@@ -126,8 +133,8 @@ def parse_config(value: object, where: str, folder: Path | None = None) -> Confi
     Raises:
         OptionError: it is not an object, has unknown keys, or a value of the wrong type.
     """
-    config = _object(value, f"{where}: config")
-    _known(config, _MODEL_KEYS, f"{where}: config")
+    config = json_object(value, f"{where}: config")
+    known_fields(config, _MODEL_KEYS, f"{where}: config")
     name = config.get("name")
     if name is not None and not isinstance(name, str):
         raise OptionError(f"{where}: config 'name' must be a string, got {name!r}")
@@ -142,12 +149,12 @@ def parse_config(value: object, where: str, folder: Path | None = None) -> Confi
         if not isinstance(entries, list):
             raise OptionError(f"{where}: config '{kind}' must be a list of objects, got {entries!r}")
         for entry in entries:
-            entry = _object(entry, f"{where}: config '{kind}' entry")
+            entry = json_object(entry, f"{where}: config '{kind}' entry")
             tensor = entry.get("name")
             if not isinstance(tensor, str):
                 raise OptionError(f"{where}: each config '{kind}' entry needs a 'name' string, got {entry!r}")
             context = f"{where}: config {kind} '{tensor}'"
-            _known(entry, _TENSOR_KEYS[kind], context)
+            known_fields(entry, _TENSOR_KEYS[kind], context)
             if "dims" in entry:
                 dims[tensor] = _dims(entry["dims"], context)
             if "format" in entry:
@@ -159,16 +166,23 @@ def parse_config(value: object, where: str, folder: Path | None = None) -> Confi
                 formats[tensor] = form.upper()
             if "label_filename" in entry:
                 labels[tensor] = _label_file(entry["label_filename"], folder, context)
-    return ConfigOverride(name, batch, formats, dims, labels)
+    sequences = None
+    if "sequence_batching" in config:
+        from neuropod.serving.sequence_batching import parse_sequence_batching
+
+        sequences = parse_sequence_batching(config["sequence_batching"], f"{where}: config", folder)
+    return ConfigOverride(name, batch, formats, dims, labels, sequences)
 
 
-def _object(value: object, what: str) -> dict[str, Any]:
+def json_object(value: object, what: str) -> dict[str, Any]:
+    """``value`` if it is a JSON object; else an ``OptionError`` saying what it should be."""
     if not isinstance(value, dict):
         raise OptionError(f"{what} must be a JSON object, got {type(value).__name__}")
     return value
 
 
-def _known(entry: Mapping[str, Any], keys: Sequence[str], where: str) -> None:
+def known_fields(entry: Mapping[str, Any], keys: Sequence[str], where: str) -> None:
+    """Refuse fields of ``entry`` that are not among ``keys``, naming them and the accepted ones."""
     unknown = sorted(set(entry) - set(keys))
     if unknown:
         raise OptionError(

@@ -21,6 +21,7 @@ EXTENSIONS = (
     "classification",
     "model_configuration",
     "model_repository",
+    "sequence",
     "statistics",
     "system_shared_memory",
 )

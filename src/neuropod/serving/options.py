@@ -28,6 +28,11 @@ with the server's default options, or a folder of its own holding a package and 
             "max_queue_delay_ms": 2    max_batch_size rows, waiting at most this long
         },                             (neuropod.batching.DynamicBatcher; every input and
                                        output must start with one batch symbol)
+        "sequence_batching": {...}     a stateful model: the control inputs the server fills
+                                       in and the state it keeps per sequence (Triton's fields,
+                                       see neuropod.serving.sequence_batching); here or in
+                                       "config", not both
+        "max_sequences": 1000,         with sequence_batching: the most sequences active at once
         "config": {...}                Triton configuration fields that clients read: input
     }                                  formats, dims, label files (neuropod.serving.config_override)
 
@@ -52,11 +57,24 @@ from neuropod.errors import OptionError
 from neuropod.options import int_at_least
 from neuropod.package import layout
 from neuropod.serving.config_override import ConfigOverride, parse_config
+from neuropod.serving.sequence_batching import SequenceBatching, parse_sequence_batching
 
 #: The name of a model folder's serve options file.
 OPTIONS_FILE = "neuropod-serve.json"
 
-_KEYS = {"package", "options", "concurrency", "max_batch_size", "dynamic_batching", "config"}
+_KEYS = {
+    "package",
+    "options",
+    "concurrency",
+    "max_batch_size",
+    "dynamic_batching",
+    "sequence_batching",
+    "max_sequences",
+    "config",
+}
+
+#: The default of ``max_sequences``: the most sequences a stateful model keeps at once.
+DEFAULT_MAX_SEQUENCES = 1000
 
 
 @dataclass(frozen=True)
@@ -74,6 +92,10 @@ class ModelOptions:
         config: Triton configuration fields clients read (input formats, dims, label files,
             ``max_batch_size``), as a ``ConfigOverride`` or its JSON form (see
             ``neuropod.serving.config_override``); its ``max_batch_size`` is this one's.
+        sequence_batching: the model is stateful: a ``SequenceBatching`` or its JSON form (see
+            ``neuropod.serving.sequence_batching``); or give it in ``config``, not both.
+        max_sequences: the most sequences a stateful model keeps at once; a request that would
+            start one more is refused (503) until one ends or idles out.
 
     Raises:
         OptionError: a value has the wrong type or range, or ``config`` is malformed.
@@ -84,12 +106,18 @@ class ModelOptions:
     max_batch_size: int = 0
     dynamic_batching: Mapping[str, Any] | None = None
     config: ConfigOverride | Mapping[str, Any] | None = None
+    sequence_batching: SequenceBatching | Mapping[str, Any] | None = None
+    max_sequences: int = DEFAULT_MAX_SEQUENCES
 
     def __post_init__(self) -> None:
         config = self.config
         if config is not None and not isinstance(config, ConfigOverride):
             config = parse_config(config, "ModelOptions")
             object.__setattr__(self, "config", config)
+        sequences = self.sequence_batching
+        if sequences is not None and not isinstance(sequences, SequenceBatching):
+            object.__setattr__(self, "sequence_batching", parse_sequence_batching(sequences, "ModelOptions"))
+        int_at_least(1)("max_sequences", self.max_sequences)
         if config is not None and config.max_batch_size is not None:
             if self.max_batch_size not in (0, config.max_batch_size):
                 raise OptionError(
@@ -113,6 +141,22 @@ class ModelOptions:
                 )
             if self.max_batch_size < 1:
                 raise OptionError("dynamic_batching needs max_batch_size >= 1")
+        if config is not None and config.sequence_batching is not None and self.sequence_batching is not None:
+            raise OptionError("sequence_batching is given both on its own and in config; give it once")
+        if self.dynamic_batching is not None and self.sequences is not None:
+            raise OptionError(
+                "dynamic_batching and sequence_batching exclude each other (as in Triton, a model "
+                "has one scheduler); give one"
+            )
+
+    @property
+    def sequences(self) -> SequenceBatching | None:
+        """The model's ``sequence_batching``, given on its own or in ``config`` (``None``: stateless)."""
+        if isinstance(self.sequence_batching, SequenceBatching):
+            return self.sequence_batching
+        if isinstance(self.config, ConfigOverride):
+            return self.config.sequence_batching
+        return None
 
     @property
     def threads(self) -> int:
@@ -137,12 +181,17 @@ class ModelOptions:
             self.max_batch_size,
             self.dynamic_batching,
             self.config,
+            self.sequence_batching,
+            self.max_sequences,
         )
 
     def with_config(self, config: ConfigOverride) -> ModelOptions:
         """These options with ``config`` in place of their own (a repository load's ``config``)."""
         batch = self.max_batch_size if config.max_batch_size is None else 0
-        return ModelOptions(self.load_options, self.concurrency, batch, self.dynamic_batching, config)
+        sequences = self.sequence_batching if config.sequence_batching is None else None
+        return ModelOptions(
+            self.load_options, self.concurrency, batch, self.dynamic_batching, config, sequences, self.max_sequences
+        )
 
 
 def is_package(path: Path) -> bool:
@@ -184,12 +233,15 @@ def read_model_folder(folder: Path) -> tuple[Path, ModelOptions]:
         raise OptionError(f"{file}: 'options' must be a JSON object of load_neuropod options")
     try:
         config = data.get("config")
+        sequences = data.get("sequence_batching")
         options = ModelOptions(
             load_options,
             data.get("concurrency"),
             data.get("max_batch_size", 0),
             data.get("dynamic_batching"),
             None if config is None else parse_config(config, str(file), folder),
+            None if sequences is None else parse_sequence_batching(sequences, str(file), folder),
+            data.get("max_sequences", DEFAULT_MAX_SEQUENCES),
         )
     except OptionError as exc:
         if str(exc).startswith(str(file)):

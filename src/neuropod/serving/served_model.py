@@ -28,10 +28,12 @@ from neuropod.errors import ValidationError
 from neuropod.model import NeuropodModel
 from neuropod.protocol.datatypes import spec_dtype_to_datatype
 from neuropod.protocol.infer import InferRequest, InferResponse, respond
+from neuropod.protocol.sequence import read_sequence
 from neuropod.serving.config_override import ConfigOverride
 from neuropod.serving.errors import InternalError, Unavailable
 from neuropod.serving.metadata import model_config, model_metadata
 from neuropod.serving.options import ModelOptions
+from neuropod.serving.sequences import SequenceScheduler
 from neuropod.serving.shm import SharedMemoryRegistry, resolve_inputs, write_outputs
 from neuropod.serving.stats import ModelStats, RequestTimer
 from neuropod.spec.validation import TensorValidator
@@ -68,6 +70,19 @@ class ServedModel:
         override = options.config if isinstance(options.config, ConfigOverride) else None
         #: The model batches, as clients are told: classification ranks each row on its own.
         self.batched = options.max_batch_size > 0
+        #: A stateful model's scheduler (``None``: the model is stateless).
+        self.sequences: SequenceScheduler | None = None
+        if options.sequences is not None:
+            self.sequences = SequenceScheduler(
+                name,
+                options.sequences,
+                inputs,
+                outputs,
+                batched=self.batched,
+                instances=model.instances,
+                max_sequences=options.max_sequences,
+            )
+            inputs, outputs = self.sequences.client_specs(inputs, outputs)
         #: Output name -> class labels, from the label files its options name.
         self.labels: dict[str, list[str]] = {}
         if override is not None:
@@ -88,6 +103,8 @@ class ServedModel:
             else float(options.dynamic_batching.get("max_queue_delay_ms", 0.0)),
             override=override,
         )
+        if self.sequences is not None:
+            self.config["sequence_batching"] = self.sequences.config()
         #: Output name -> protocol datatype, in spec order.
         self.output_datatypes = {spec.name: spec_dtype_to_datatype(spec.dtype) for spec in outputs}
         self._threads = options.threads
@@ -153,7 +170,12 @@ class ServedModel:
         request.check_outputs(self.output_datatypes, self.name)
         inputs = resolve_inputs(shm, request)
         timer.decoded()
-        outputs, queue, compute = self.call(inputs)
+        if self.sequences is not None:
+            outputs, queue, compute = self.sequences.run(request, inputs, self.call)
+        else:
+            if request.parameters:  # checked, then ignored by a stateless model, as by Triton
+                read_sequence(request.parameters)
+            outputs, queue, compute = self.call(inputs)
         timer.ran(queue, compute)
         response = respond(
             request, outputs, self.name, self.output_datatypes, labels=self.labels, batched=self.batched
@@ -162,8 +184,8 @@ class ServedModel:
             write_outputs(shm, response)
         return response
 
-    def call(self, inputs: Mapping[str, np.ndarray]) -> Result:
-        """Wait for a free slot, then run the model in this thread.
+    def call(self, inputs: Mapping[str, np.ndarray], instance: int | None = None) -> Result:
+        """Wait for a free slot, then run the model in this thread (on ``instance``, if given).
 
         Returns:
             ``(outputs, queue_seconds, compute_seconds)``.
@@ -179,14 +201,14 @@ class ServedModel:
         try:
             if self._closed:
                 raise Unavailable(f"Model '{self.name}' was unloaded")
-            return self._run(inputs, submitted)
+            return self._run(inputs, submitted, instance)
         finally:
             self._slots.put(None)
 
-    def _run(self, inputs: Mapping[str, np.ndarray], submitted: float) -> Result:
+    def _run(self, inputs: Mapping[str, np.ndarray], submitted: float, instance: int | None) -> Result:
         started = time.perf_counter()
         try:
-            outputs = self.model.infer(inputs)
+            outputs = self.model.infer(inputs, instance=instance)
         except ValidationError as exc:
             if not self._inputs_are_valid(inputs):
                 raise
@@ -217,6 +239,8 @@ class ServedModel:
         if self._closing:
             return self._model_closed
         self._closing = True
+        if self.sequences is not None:
+            self.sequences.close()
         # Calls queued in the pool fail at once (call() sees _closing): only running ones wait.
         self._executor.shutdown(wait=False)
         deadline = None if timeout is None else time.monotonic() + timeout

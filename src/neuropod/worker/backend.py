@@ -164,11 +164,7 @@ class WorkerBackend(Backend):
         return [instance.pid for instance in self._instances]
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if self._forks != _forks[0]:
-            raise InferenceError(
-                f"Model '{self._name}' was loaded with use_ope=True by process {self._owner}; its "
-                f"workers cannot serve a forked child ({os.getpid()}): load the model there"
-            )
+        self._check_process()
         if self._only is not None:
             return self._only.infer(inputs)
         index = self._dispatch.acquire()
@@ -176,6 +172,25 @@ class WorkerBackend(Backend):
             return self._instances[index].infer(inputs)
         finally:
             self._dispatch.release(index)
+
+    def _check_process(self) -> None:
+        if self._forks != _forks[0]:
+            raise InferenceError(
+                f"Model '{self._name}' was loaded with use_ope=True by process {self._owner}; its "
+                f"workers cannot serve a forked child ({os.getpid()}): load the model there"
+            )
+
+    @property
+    def instances(self) -> int:
+        return len(self._instances)
+
+    def infer_on(self, instance: int, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self._check_process()
+        self._dispatch.take(instance)
+        try:
+            return self._instances[instance].infer(inputs)
+        finally:
+            self._dispatch.release(instance)
 
     def allocate(self, dtype: np.dtype[Any], shape: Sequence[int]) -> np.ndarray:
         """An uninitialized array in shared memory: as an input it is sent without a copy.

@@ -154,6 +154,11 @@ class InstancePool:
             busy[index] += 1
             return index
 
+    def take(self, index: int) -> None:
+        """Count instance ``index`` busy until ``release``: a call pinned to it."""
+        with self._lock:
+            self._busy[index] += 1
+
     def release(self, index: int) -> None:
         """A call on instance ``index`` ended."""
         with self._lock:

@@ -215,12 +215,12 @@ def parse_sequence_batching(value: object, where: str, folder: Path | None = Non
     """
     where = f"{where}: sequence_batching"
     given = json_object(value, where)
-    known_fields(given, _KEYS, where)
     if "oldest" in given:
         raise OptionError(
             f"{where}: the 'oldest' strategy is not supported; this server runs each sequence on one "
             f"instance, one request at a time, in order (the 'direct' strategy)"
         )
+    known_fields(given, _KEYS, where)
     if given.get("iterative_sequence", False) is not False:
         raise OptionError(f"{where}: 'iterative_sequence' is not supported (only false)")
     idle = given.get("max_sequence_idle_microseconds", 0)

@@ -274,7 +274,7 @@ class SequenceScheduler:
         assert control is not None
         shape = (1, 1) if self._batched else (1,)
         if isinstance(identifier, str):
-            return np.full(shape, identifier, dtype=np.str_)
+            return np.array([identifier]).reshape(shape)
         datatype = control.datatype
         if datatype in ("UINT32", "INT32"):
             identifier &= _MASK_32

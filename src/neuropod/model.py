@@ -100,7 +100,9 @@ class NeuropodModel(Closing):
         """How many instances run the model (``use_ope=True``: its ``instances`` option; else 1)."""
         return self._open_backend().instances
 
-    def infer(self, inputs: Mapping[str, np.ndarray], *, instance: int | None = None) -> dict[str, np.ndarray]:
+    def infer(
+        self, inputs: Mapping[str, np.ndarray], *, instance: int | None = None
+    ) -> dict[str, np.ndarray]:
         """Run the model.
 
         Args:
@@ -122,7 +124,9 @@ class NeuropodModel(Closing):
         if backend is None:
             raise ModelClosedError(f"Model '{self.name}' is closed")
         if instance is not None and not 0 <= instance < backend.instances:
-            raise IndexError(f"Model '{self.name}' has {backend.instances} instance(s); there is no instance {instance}")
+            raise IndexError(
+                f"Model '{self.name}' has {backend.instances} instance(s); there is no instance {instance}"
+            )
         try:
             self._check_inputs(inputs)
         except ValidationError:
@@ -133,7 +137,8 @@ class NeuropodModel(Closing):
             self._check_inputs(converted)
             inputs = converted
         try:
-            outputs = backend.infer(dict(inputs)) if instance is None else backend.infer_on(instance, dict(inputs))
+            given = dict(inputs)
+            outputs = backend.infer(given) if instance is None else backend.infer_on(instance, given)
         except NeuropodError:
             raise
         except Exception as exc:

@@ -79,7 +79,9 @@ def accumulator_batching(corrid_type: str = "TYPE_UINT64", idle_us: int = 10_000
                 "output_name": "ACC_OUT",
                 "data_type": "TYPE_INT32",
                 "dims": [1],
-                "initial_state": [{"name": "zero", "data_type": "TYPE_INT32", "dims": [1], "zero_data": True}],
+                "initial_state": [
+                    {"name": "zero", "data_type": "TYPE_INT32", "dims": [1], "zero_data": True}
+                ],
             }
         ],
     }
@@ -118,7 +120,12 @@ def accumulator(root: Path, name: str, corrid: str, batched: bool) -> Path:
         spec("CORRID", corrid),
         spec("ACC_IN", "int32"),
     ]
-    outputs = [spec("OUTPUT", "int32"), spec("ACC_OUT", "int32"), spec("FLAGS", "int32", 3), spec("CORRID_OUT", corrid)]
+    outputs = [
+        spec("OUTPUT", "int32"),
+        spec("ACC_OUT", "int32"),
+        spec("FLAGS", "int32", 3),
+        spec("CORRID_OUT", corrid),
+    ]
     return package(root, name, ACCUMULATOR, inputs, outputs)
 
 
@@ -141,7 +148,9 @@ def server(tmp_path_factory):
     config = {"max_batch_size": 4, "sequence_batching": accumulator_batching("TYPE_STRING")}
     model_folder(repository, "acc_str", strings, {"config": config})
     model_folder(repository, "acc_idle", plain, {"sequence_batching": accumulator_batching(idle_us=300_000)})
-    model_folder(repository, "acc_capped", plain, {"sequence_batching": accumulator_batching(), "max_sequences": 2})
+    model_folder(
+        repository, "acc_capped", plain, {"sequence_batching": accumulator_batching(), "max_sequences": 2}
+    )
     shutil.copy(plain, repository / "acc_plain.zip")  # stateless until a load gives it a config
     build_model(root, "adder", repository / "adder")
     one = {"dtype": "int32", "shape": [1]}
@@ -149,22 +158,35 @@ def server(tmp_path_factory):
         root,
         "pinned",
         IN_MEMORY,
-        [{"name": "INPUT", **one}, {"name": "START", **one}, {"name": "END", **one}, {"name": "CORRID", "dtype": "uint64", "shape": [1]}],
+        [
+            {"name": "INPUT", **one},
+            {"name": "START", **one},
+            {"name": "END", **one},
+            {"name": "CORRID", "dtype": "uint64", "shape": [1]},
+        ],
         [{"name": "OUTPUT", **one}, {"name": "PID", "dtype": "int64", "shape": [1]}, {"name": "HELD", **one}],
     )
     pinned_options = ModelOptions(
         {"use_ope": True, "instances": 2},
         sequence_batching={
             "control_input": [
-                {"name": "START", "control": [{"kind": "CONTROL_SEQUENCE_START", "int32_false_true": [0, 1]}]},
+                {
+                    "name": "START",
+                    "control": [{"kind": "CONTROL_SEQUENCE_START", "int32_false_true": [0, 1]}],
+                },
                 {"name": "END", "control": [{"kind": "CONTROL_SEQUENCE_END", "int32_false_true": [0, 1]}]},
-                {"name": "CORRID", "control": [{"kind": "CONTROL_SEQUENCE_CORRID", "data_type": "TYPE_UINT64"}]},
+                {
+                    "name": "CORRID",
+                    "control": [{"kind": "CONTROL_SEQUENCE_CORRID", "data_type": "TYPE_UINT64"}],
+                },
             ]
         },
     )
     shutil.copy(in_memory, repository / "pinned.zip")
     # In code this time: ModelOptions over a repository model.
-    with Server(repository=repository, http_port=0, grpc_port=0, model_options={"pinned": pinned_options}) as server:
+    with Server(
+        repository=repository, http_port=0, grpc_port=0, model_options={"pinned": pinned_options}
+    ) as server:
         yield server
 
 
@@ -192,7 +214,11 @@ def infer(client, model: str, value: int, sequence_id, start=False, end=False, b
         model, [tensor], sequence_id=sequence_id, sequence_start=start, sequence_end=end, **kwargs
     )
     response = result.get_response()
-    names = [o["name"] for o in response["outputs"]] if isinstance(response, dict) else [o.name for o in response.outputs]
+    names = (
+        [o["name"] for o in response["outputs"]]
+        if isinstance(response, dict)
+        else [o.name for o in response.outputs]
+    )
     return {name: result.as_numpy(name) for name in names}
 
 
@@ -275,11 +301,15 @@ def test_errors_as_triton_gives_them(client):
             assert raised.value.status() == "400"
         else:
             assert raised.value.status() == "StatusCode.INVALID_ARGUMENT"
-    with pytest.raises(InferenceServerException, match="data-type is 'UINT64', but model 'acc_str' expects 'BYTES'"):
+    with pytest.raises(
+        InferenceServerException, match="data-type is 'UINT64', but model 'acc_str' expects 'BYTES'"
+    ):
         infer(client, "acc_str", 1, 5, start=True, batched=True)
     # An ended sequence is gone.
     infer(client, "acc", 1, 808, start=True, end=True)
-    with pytest.raises(InferenceServerException, match="sequence 808 to model 'acc' must specify the START flag"):
+    with pytest.raises(
+        InferenceServerException, match="sequence 808 to model 'acc' must specify the START flag"
+    ):
         infer(client, "acc", 1, 808)
 
 
@@ -287,7 +317,9 @@ def test_batch_size_and_control_inputs_are_not_the_clients(http, server):
     data = np.ones((2, 1), np.int32)
     tensor = httpclient.InferInput("INPUT", [2, 1], "INT32")
     tensor.set_data_from_numpy(data)
-    with pytest.raises(InferenceServerException, match="must specify batch-size 1 due to requirements of sequence batcher"):
+    with pytest.raises(
+        InferenceServerException, match="must specify batch-size 1 due to requirements of sequence batcher"
+    ):
         http.infer("acc_str", [tensor], sequence_id="x", sequence_start=True)
     body = {
         "inputs": [
@@ -311,14 +343,36 @@ def test_malformed_sequence_parameters(server, grpc):
         ({"sequence_id": 3, "sequence_end": 1}, "Unable to parse 'sequence_end'"),
     ]:
         for model in ("acc", "adder"):  # checked on a stateless model too, as Triton does
-            status, text = error_of(port, "POST", f"/v2/models/{model}/infer", {**base, "parameters": parameters})
+            status, text = error_of(
+                port, "POST", f"/v2/models/{model}/infer", {**base, "parameters": parameters}
+            )
             assert status == 400 and text.startswith(message), text
     # gRPC: the kinds Triton accepts, checked with a hand-built message.
     for key, slot, value, message in [
-        ("sequence_id", "uint64_param", 3, "invalid value type for 'sequence_id' parameter, expected int64_param or string_param."),
-        ("sequence_id", "bool_param", True, "invalid value type for 'sequence_id' parameter, expected int64_param or string_param."),
-        ("sequence_start", "int64_param", 1, "invalid value type for 'sequence_start' parameter, expected bool_param."),
-        ("sequence_end", "string_param", "true", "invalid value type for 'sequence_end' parameter, expected bool_param."),
+        (
+            "sequence_id",
+            "uint64_param",
+            3,
+            "invalid value type for 'sequence_id' parameter, expected int64_param or string_param.",
+        ),
+        (
+            "sequence_id",
+            "bool_param",
+            True,
+            "invalid value type for 'sequence_id' parameter, expected int64_param or string_param.",
+        ),
+        (
+            "sequence_start",
+            "int64_param",
+            1,
+            "invalid value type for 'sequence_start' parameter, expected bool_param.",
+        ),
+        (
+            "sequence_end",
+            "string_param",
+            "true",
+            "invalid value type for 'sequence_end' parameter, expected bool_param.",
+        ),
     ]:
         message_ = service_pb2.ModelInferRequest(model_name="acc")
         tensor = message_.inputs.add(name="INPUT", datatype="INT32", shape=[1])
@@ -348,7 +402,9 @@ def test_idle_sequences_are_freed(client, server):
     while scheduler.active and time.monotonic() < deadline:
         time.sleep(0.05)
     assert scheduler.active == 0
-    with pytest.raises(InferenceServerException, match="sequence 31 to model 'acc_idle' must specify the START flag"):
+    with pytest.raises(
+        InferenceServerException, match="sequence 31 to model 'acc_idle' must specify the START flag"
+    ):
         infer(client, "acc_idle", 1, 31)
 
 
@@ -466,12 +522,22 @@ def test_asyncio_clients(server):
     ("batching", "message"),
     [
         ({"oldest": {}}, "the 'oldest' strategy is not supported"),
-        ({"control_input": [{"name": "S", "control": [{"kind": "CONTROL_SEQUENCE_START"}]}]}, "must set exactly one of"),
         (
-            {"control_input": [{"name": "C", "control": [{"kind": "CONTROL_SEQUENCE_CORRID", "data_type": "TYPE_FP32"}]}]},
+            {"control_input": [{"name": "S", "control": [{"kind": "CONTROL_SEQUENCE_START"}]}]},
+            "must set exactly one of",
+        ),
+        (
+            {
+                "control_input": [
+                    {"name": "C", "control": [{"kind": "CONTROL_SEQUENCE_CORRID", "data_type": "TYPE_FP32"}]}
+                ]
+            },
             "'data_type' must be one of TYPE_UINT64, TYPE_INT64, TYPE_UINT32, TYPE_INT32, TYPE_STRING",
         ),
-        ({"state": [{"input_name": "a", "output_name": "b", "data_type": "TYPE_INT32"}]}, "'dims' must be a list"),
+        (
+            {"state": [{"input_name": "a", "output_name": "b", "data_type": "TYPE_INT32"}]},
+            "'dims' must be a list",
+        ),
         ({"max_sequence_idle_microseconds": -1}, "must be an integer >= 0"),
         ({"priority": 1}, "unknown field(s) 'priority'"),
     ],

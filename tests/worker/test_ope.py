@@ -7,6 +7,7 @@ Failures of the worker (crashes, timeouts, leaks, a dying application) are in
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -353,6 +354,19 @@ def test_two_instances_run_calls_from_two_threads_at_once(behaviour_path):
         (a_start, a_end), (b_start, b_end) = ((float(r["start"]), float(r["end"])) for r in results)
         # Both GIL-bound calls were running at the same time (CLOCK_MONOTONIC is system-wide).
         assert a_start < b_end and b_start < a_end
+
+
+def test_a_call_can_be_pinned_to_an_instance(behaviour_path):
+    # What a served sequence relies on: its calls all reach the worker that holds its state.
+    with load_neuropod(behaviour_path, use_ope=True, instances=2) as model:
+        assert model.instances == 2
+        pids = [{int(model.infer(mode("pid"), instance=i)["pid"]) for _ in range(3)} for i in (0, 1)]
+        assert all(len(found) == 1 for found in pids) and pids[0] != pids[1]
+        assert pids == [{pid} for pid in model._backend.pids]  # type: ignore[union-attr]
+        with pytest.raises(IndexError, match="has 2 instance"):
+            model.infer(mode("pid"), instance=2)
+    with load_neuropod(behaviour_path) as local:  # in process: one instance
+        assert local.instances == 1 and int(local.infer(mode("pid"), instance=0)["pid"]) == os.getpid()
 
 
 def test_visible_gpu_becomes_the_workers_only_gpu(behaviour_path):

@@ -110,15 +110,15 @@ def read_request(message: Any, raws: list[Buffer]) -> InferRequest:
             f"raw_input_contents has {raw_count} entries, but {used} inputs take their data from it"
         )
     outputs = [_requested_output(output) for output in message.outputs] if message.outputs else None
-    parameters = None
+    request_parameters = None
     if message.parameters:
-        parameters = get_parameters(message.parameters)
-        check_grpc_types(message.parameters, parameters)
+        request_parameters = get_parameters(message.parameters)
+        check_grpc_types(message.parameters, request_parameters)
     return InferRequest(
         inputs,
         outputs=outputs,
         id=message.id or None,
-        parameters=parameters,
+        parameters=request_parameters,
         model_name=message.model_name,
         model_version=message.model_version,
     )

@@ -109,7 +109,10 @@ def check_grpc_types(message_parameters: Any, values: dict[str, Any]) -> None:
         if kind == "int64_param":
             values[SEQUENCE_ID] = values[SEQUENCE_ID] & _UINT64_MAX
     for key in (SEQUENCE_START, SEQUENCE_END):
-        if key in message_parameters and message_parameters[key].WhichOneof("parameter_choice") != "bool_param":
+        if (
+            key in message_parameters
+            and message_parameters[key].WhichOneof("parameter_choice") != "bool_param"
+        ):
             raise ProtocolError(f"invalid value type for '{key}' parameter, expected bool_param.")
 
 

@@ -190,7 +190,13 @@ class ModelOptions:
         batch = self.max_batch_size if config.max_batch_size is None else 0
         sequences = self.sequence_batching if config.sequence_batching is None else None
         return ModelOptions(
-            self.load_options, self.concurrency, batch, self.dynamic_batching, config, sequences, self.max_sequences
+            self.load_options,
+            self.concurrency,
+            batch,
+            self.dynamic_batching,
+            config,
+            sequences,
+            self.max_sequences,
         )
 
 

@@ -41,7 +41,7 @@ from neuropod.protocol.datatypes import (
     datatype_to_config_type,
     datatype_to_numpy,
 )
-from neuropod.serving.config_override import known_fields, json_object
+from neuropod.serving.config_override import json_object, known_fields
 
 START = "CONTROL_SEQUENCE_START"
 END = "CONTROL_SEQUENCE_END"
@@ -235,7 +235,9 @@ def parse_sequence_batching(value: object, where: str, folder: Path | None = Non
     kinds = [control.kind for control in controls]
     for kind in CONTROL_KINDS:
         if kinds.count(kind) > 1:
-            raise OptionError(f"{where}: control kind {kind} is given {kinds.count(kind)} times; give it once")
+            raise OptionError(
+                f"{where}: control kind {kind} is given {kinds.count(kind)} times; give it once"
+            )
     states = tuple(_state(entry, where, folder) for entry in _list(given, "state", where))
     names = [control.name for control in controls] + [state.input_name for state in states]
     for name in names:
@@ -276,40 +278,54 @@ def _control(value: object, where: str) -> Control:
             )
         return Control(name, kind, datatype)
     if data_type != _INVALID:
-        raise OptionError(f"{context}: a {kind} control takes one of {', '.join(_FLAG_FIELDS)}, not 'data_type'")
+        raise OptionError(
+            f"{context}: a {kind} control takes one of {', '.join(_FLAG_FIELDS)}, not 'data_type'"
+        )
     if len(flags) != 1:
         raise OptionError(
             f"{context}: a {kind} control must set exactly one of {', '.join(_FLAG_FIELDS)}, got "
             f"{', '.join(flags) or 'none'}"
         )
-    (key, pair), = flags.items()
+    ((key, pair),) = flags.items()
     datatype = _FLAG_FIELDS[key]
-    element_ok = {
-        "INT32": lambda v: type(v) is int and -(2**31) <= v < 2**31,
-        "FP32": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-        "BOOL": lambda v: isinstance(v, bool),
-    }[datatype]
-    if not isinstance(pair, list) or len(pair) != 2 or not all(element_ok(v) for v in pair):
+    if not isinstance(pair, list) or len(pair) != 2 or not all(_fits(value, datatype) for value in pair):
         raise OptionError(f"{context}: '{key}' must be two values, false then true, got {pair!r}")
     return Control(name, kind, datatype, (pair[0], pair[1]))
+
+
+def _fits(value: object, datatype: str) -> bool:
+    """Whether a false/true value is one of a flag control's datatype."""
+    if datatype == "BOOL":
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if datatype == "INT32":
+        return isinstance(value, int) and -(2**31) <= value < 2**31
+    return isinstance(value, (int, float))
 
 
 def _state(value: object, where: str, folder: Path | None) -> State:
     entry = json_object(value, f"{where}: each 'state' entry")
     names = [entry.get("input_name"), entry.get("output_name")]
     if not all(isinstance(name, str) and name for name in names):
-        raise OptionError(f"{where}: each 'state' entry needs 'input_name' and 'output_name' strings, got {entry!r}")
+        raise OptionError(
+            f"{where}: each 'state' entry needs 'input_name' and 'output_name' strings, got {entry!r}"
+        )
     context = f"{where}: state '{names[0]}'"
     known_fields(entry, _STATE_KEYS, context)
     datatype = _datatype(entry.get("data_type"), context)
     dims = _dims(entry.get("dims"), context, allow_variable=True)
-    flags = {key: entry.get(key, False) for key in ("use_same_buffer_for_input_output", "use_growable_memory")}
+    flags = {
+        key: entry.get(key, False) for key in ("use_same_buffer_for_input_output", "use_growable_memory")
+    }
     for key, flag in flags.items():
         if not isinstance(flag, bool):
             raise OptionError(f"{context}: '{key}' must be true or false, got {flag!r}")
     initial_entries = entry.get("initial_state", [])
     if not isinstance(initial_entries, list) or len(initial_entries) > 1:
-        raise OptionError(f"{context}: 'initial_state' must be a list of at most one entry, got {initial_entries!r}")
+        raise OptionError(
+            f"{context}: 'initial_state' must be a list of at most one entry, got {initial_entries!r}"
+        )
     initial, initial_name, initial_file = None, "", None
     if initial_entries:
         initial, initial_name, initial_file = _initial(initial_entries[0], datatype, dims, context, folder)
@@ -363,7 +379,9 @@ def _initial(
     try:
         array = tensor_from_raw(raw, datatype, shape)
     except ProtocolError as exc:
-        raise OptionError(f"{context}: 'data_file' {path} does not hold a {datatype} tensor of dims {list(shape)}: {exc}") from None
+        raise OptionError(
+            f"{context}: 'data_file' {path} does not hold a {datatype} tensor of dims {list(shape)}: {exc}"
+        ) from None
     return np.array(array), name, data_file
 
 

@@ -176,16 +176,21 @@ class SequenceScheduler:
         finally:
             self._leave(flags.id, entry)
 
-    def _check_request(self, request: InferRequest, flags: SequenceFlags, inputs: Mapping[str, np.ndarray]) -> None:
+    def _check_request(
+        self, request: InferRequest, flags: SequenceFlags, inputs: Mapping[str, np.ndarray]
+    ) -> None:
         model = self.model
         if not flags.in_sequence:
-            raise BadRequest(f"inference request to model '{model}' must specify a non-zero or non-empty correlation ID")
+            raise BadRequest(
+                f"inference request to model '{model}' must specify a non-zero or non-empty correlation ID"
+            )
         for name in inputs:
             if name in self.hidden_inputs:
                 raise BadRequest(f"unexpected inference input '{name}' for model '{model}'")
         if self._batched and any(array.shape[:1] != (1,) for array in inputs.values()):
             raise BadRequest(
-                f"inference request to model '{model}' must specify batch-size 1 due to requirements of sequence batcher"
+                f"inference request to model '{model}' must specify batch-size 1 due to requirements "
+                f"of sequence batcher"
             )
         corrid = self._corrid
         if corrid is not None and isinstance(flags.id, str) != (corrid.datatype == BYTES):
@@ -230,7 +235,9 @@ class SequenceScheduler:
             if entry.ended and entry.pending == 0 and self._sequences.get(identifier) is entry:
                 self._drop(identifier, entry)
 
-    def _run_turn(self, flags: SequenceFlags, entry: _Sequence, inputs: Mapping[str, np.ndarray], call: Call) -> Result:
+    def _run_turn(
+        self, flags: SequenceFlags, entry: _Sequence, inputs: Mapping[str, np.ndarray], call: Call
+    ) -> Result:
         if flags.start:
             entry.ended = False
             entry.state = {state.input_name: self._first_state(state) for state in self._states}
@@ -245,7 +252,11 @@ class SequenceScheduler:
         full.update(entry.state)
         outputs, queue, compute = call(full, entry.instance)
         entry.state = self._next_state(outputs)
-        return {name: array for name, array in outputs.items() if name not in self.state_outputs}, queue, compute
+        return (
+            {name: array for name, array in outputs.items() if name not in self.state_outputs},
+            queue,
+            compute,
+        )
 
     def _first_state(self, state: State) -> np.ndarray:
         first = np.array(state.first())  # a copy: the model may write to its inputs
@@ -336,7 +347,11 @@ def _flag_tensors(control: Control, batched: bool) -> tuple[np.ndarray, np.ndarr
 
 
 def _check_specs(
-    model: str, settings: SequenceBatching, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], batched: bool
+    model: str,
+    settings: SequenceBatching,
+    inputs: Sequence[TensorSpec],
+    outputs: Sequence[TensorSpec],
+    batched: bool,
 ) -> None:
     """Check that the controls and states fit the model's specs, naming what does not."""
     input_specs = {spec.name: spec for spec in inputs}
@@ -346,14 +361,17 @@ def _check_specs(
     def spec_of(specs: dict[str, TensorSpec], name: str, kind: str, what: str) -> TensorSpec:
         if name not in specs:
             raise OptionError(
-                f"{where}: {what} '{name}' is not an {kind} of the model ({kind}s: {', '.join(specs) or 'none'})"
+                f"{where}: {what} '{name}' is not an {kind} of the model "
+                f"({kind}s: {', '.join(specs) or 'none'})"
             )
         return specs[name]
 
     def fits(spec: TensorSpec, datatype: str, sample: np.ndarray, what: str) -> None:
         declared = spec_dtype_to_datatype(spec.dtype)
         if declared != datatype:
-            raise OptionError(f"{where}: {what} '{spec.name}' is {datatype}, but the model's spec says {declared}")
+            raise OptionError(
+                f"{where}: {what} '{spec.name}' is {datatype}, but the model's spec says {declared}"
+            )
         try:
             TensorValidator([spec], "input")({spec.name: sample})
         except ValidationError as exc:
@@ -371,12 +389,18 @@ def _check_specs(
     for state in settings.states:
         first = state.first()
         sample = first[np.newaxis] if batched else first
-        fits(spec_of(input_specs, state.input_name, "input", "state input"), state.datatype, sample, "state input")
+        fits(
+            spec_of(input_specs, state.input_name, "input", "state input"),
+            state.datatype,
+            sample,
+            "state input",
+        )
         output = spec_of(output_specs, state.output_name, "output", "state output")
         declared = spec_dtype_to_datatype(output.dtype)
         if declared != state.datatype:
             raise OptionError(
-                f"{where}: state output '{output.name}' is {state.datatype}, but the model's spec says {declared}"
+                f"{where}: state output '{output.name}' is {state.datatype}, but the model's spec "
+                f"says {declared}"
             )
 
 

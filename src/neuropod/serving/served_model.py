@@ -18,7 +18,7 @@ import asyncio
 import logging
 import queue
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -36,6 +36,7 @@ from neuropod.serving.options import ModelOptions
 from neuropod.serving.sequences import SequenceScheduler
 from neuropod.serving.shm import SharedMemoryRegistry, resolve_inputs, write_outputs
 from neuropod.serving.stats import ModelStats, RequestTimer
+from neuropod.spec.tensor_spec import TensorSpec
 from neuropod.spec.validation import TensorValidator
 
 #: A loaded model, or a wrapper of one with the same interface (``DynamicBatcher``).
@@ -66,7 +67,8 @@ class ServedModel:
         self.model = model
         self.options = options
         self.stats = ModelStats(name)
-        inputs, outputs = model.input_specs, model.output_specs
+        inputs: Sequence[TensorSpec] = model.input_specs
+        outputs: Sequence[TensorSpec] = model.output_specs
         override = options.config if isinstance(options.config, ConfigOverride) else None
         #: The model batches, as clients are told: classification ranks each row on its own.
         self.batched = options.max_batch_size > 0

@@ -10,6 +10,12 @@ the two servers one after the other for each case:
 - with and without system shared memory (neuropod only: KServe has no shared-memory extension,
   so its rows without shared memory are the reference for ours with it).
 
+A stateful row, ``sequence`` (neuropod only): the ``small`` model made stateful (``out = x +
+state``, the state kept by the server between the requests of a sequence, with START, END and
+CORRID control inputs), measured by perf_analyzer in its sequence mode (each concurrent
+connection runs its own sequences of ``--sequence-length`` requests), to compare with the
+stateless ``small`` rows: what the sequence scheduler costs per request.
+
 A third server, ``floor`` (``bench/serve_floor.py``), is neuropod's own server answering every
 inference from a cache: no decoding, model or encoding. It measures what the front ends
 (uvicorn, grpcio) and perf_analyzer cost by themselves on this machine, the ceiling for any
@@ -19,7 +25,7 @@ Prints one table (throughput, p50/p99 latency, ratio to KServe) and writes it as
 ``.bench/serve-results.json``::
 
     python bench/serve.py [--quick] [--servers neuropod,kserve,floor] [--protocols http-binary,grpc]
-                          [--sizes small,large] [--concurrency 1,8] [--shm no,yes]
+                          [--sizes small,large,sequence] [--concurrency 1,8] [--shm no,yes]
 
 KServe runs from its own virtual environment (``.bench/kserve-venv``, created on first use by
 ``bench/kserve_env.py``) through ``bench/serve_kserve_model.py``. perf_analyzer keeps every
@@ -74,6 +80,18 @@ IDENTITY = """
             return {"out": x}
 
         return identity
+"""
+
+#: The stateful model of the ``sequence`` rows, its name and the length of perf_analyzer's sequences.
+SEQUENCE = "sequence"
+SEQUENCE_LENGTH = 20
+ACCUMULATE = """
+    def get_model(data_dir):
+        def accumulate(x, acc, start, end, corrid):
+            total = x + acc
+            return {"out": total, "acc_out": total}
+
+        return accumulate
 """
 
 
@@ -131,12 +149,14 @@ def wait_ready(http_url: str, models: list[str], process: subprocess.Popen[bytes
 
 
 @contextmanager
-def running(command: list[str], name: str, http_port: int, logs: Path) -> Iterator[None]:
+def running(
+    command: list[str], name: str, http_port: int, logs: Path, models: list[str] | None = None
+) -> Iterator[None]:
     log = logs / f"{name}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
     try:
-        wait_ready(f"http://127.0.0.1:{http_port}", list(SIZES), process, log)
+        wait_ready(f"http://127.0.0.1:{http_port}", models or list(SIZES), process, log)
         yield
     finally:
         process.terminate()
@@ -147,8 +167,9 @@ def running(command: list[str], name: str, http_port: int, logs: Path) -> Iterat
             process.wait()
 
 
-def build_repository(root: Path) -> Path:
-    """A repository folder with the two identity models, each reporting ``max_batch_size``."""
+def build_repository(root: Path, stateful: bool = False) -> Path:
+    """A repository folder with the two identity models, each reporting ``max_batch_size``, and
+    with ``stateful`` the ``sequence`` model."""
     from neuropod.packagers import create_python_neuropod
 
     repository = root / "repository"
@@ -170,7 +191,57 @@ def build_repository(root: Path) -> Path:
         )
         options = {"package": f"{name}.zip", "max_batch_size": MAX_BATCH_SIZE}
         (folder / "neuropod-serve.json").write_text(json.dumps(options))
+    if stateful:
+        build_stateful(repository / SEQUENCE, root / "code")
     return repository
+
+
+def build_stateful(folder: Path, code_root: Path) -> None:
+    """The ``sequence`` model: 4 floats, ``out = x + acc`` with ``acc`` the server-kept state."""
+    from neuropod.packagers import create_python_neuropod
+
+    code = code_root / "accumulate"
+    code.mkdir(parents=True)
+    (code / "__init__.py").write_text(textwrap.dedent(ACCUMULATE))
+    folder.mkdir(parents=True)
+
+    def spec(name: str, dtype: str = "float32", width: int = SIZES["small"]) -> dict[str, object]:
+        return {"name": name, "dtype": dtype, "shape": ("batch", width)}
+
+    create_python_neuropod(
+        neuropod_path=folder / f"{SEQUENCE}.zip",
+        model_name=SEQUENCE,
+        input_spec=[
+            spec("x"),
+            spec("acc"),
+            spec("start", "int32", 1),
+            spec("end", "int32", 1),
+            spec("corrid", "uint64", 1),
+        ],
+        output_spec=[spec("out"), spec("acc_out")],
+        code_path_spec=[{"python_root": str(code.parent), "dirs_to_package": ["accumulate"]}],
+        entrypoint_package="accumulate",
+        entrypoint="get_model",
+    )
+    flag = {"int32_false_true": [0, 1]}
+    batching = {
+        "max_sequence_idle_microseconds": 5_000_000,
+        "control_input": [
+            {"name": "start", "control": [{"kind": "CONTROL_SEQUENCE_START", **flag}]},
+            {"name": "end", "control": [{"kind": "CONTROL_SEQUENCE_END", **flag}]},
+            {"name": "corrid", "control": [{"kind": "CONTROL_SEQUENCE_CORRID", "data_type": "TYPE_UINT64"}]},
+        ],
+        "state": [
+            {
+                "input_name": "acc",
+                "output_name": "acc_out",
+                "data_type": "TYPE_FP32",
+                "dims": [SIZES["small"]],
+            }
+        ],
+    }
+    options = {"package": f"{SEQUENCE}.zip", "max_batch_size": MAX_BATCH_SIZE, "sequence_batching": batching}
+    (folder / "neuropod-serve.json").write_text(json.dumps(options))
 
 
 @contextmanager
@@ -178,10 +249,10 @@ def neuropod_server(root: Path, logs: Path) -> Iterator[tuple[int, int]]:
     http_port, grpc_port = free_port(), free_port()
     command = [
         sys.executable, "-m", "neuropod.cli", "serve",
-        "--repository", str(build_repository(root / "neuropod")),
+        "--repository", str(build_repository(root / "neuropod", stateful=True)),
         "--http-port", str(http_port), "--grpc-port", str(grpc_port),
     ]  # fmt: skip
-    with running(command, "neuropod-serve", http_port, logs):
+    with running(command, "neuropod-serve", http_port, logs, [*SIZES, SEQUENCE]):
         yield http_port, grpc_port
 
 
@@ -241,7 +312,7 @@ def _bound_memory() -> None:
 
 def request_count(case: Case, quick: bool) -> int:
     """Requests per measurement window: perf_analyzer holds every one's tensors in memory."""
-    if case.size == "small":
+    if case.size in ("small", SEQUENCE):
         return 300 if quick else 1000
     if case.protocol == "http-json" and not case.shm:
         return 4 if quick else 8
@@ -282,6 +353,8 @@ def _perf_analyzer(
         command += ["--input-tensor-format", "json", "--output-tensor-format", "json"]
     if case.shm:
         command += ["--shared-memory", "system", "--output-shared-memory-size", str(SIZES[case.size] * 4)]
+    if case.size == SEQUENCE:  # perf_analyzer reads sequence_batching from the config: sequence mode
+        command += ["--sequence-length", str(SEQUENCE_LENGTH)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=400, preexec_fn=_bound_memory)
     except subprocess.TimeoutExpired:
@@ -308,7 +381,8 @@ def table(results: list[Result]) -> str:
     rows = [head, tuple("---" for _ in head)]
     for result in results:
         case = result.case
-        cells = [case.server, case.protocol, "4 floats" if case.size == "small" else "4 MB"]
+        label = {"small": "4 floats", "large": "4 MB", SEQUENCE: "4 floats, sequences"}[case.size]
+        cells = [case.server, case.protocol, label]
         cells += [str(case.concurrency), _yes(case.shm)]
         if result.error or result.infer_per_s is None:
             rows.append((*cells, "failed", "", "", "", ""))
@@ -334,6 +408,8 @@ def table(results: list[Result]) -> str:
         "* compared with KServe without shared memory (KServe has no shared-memory extension)",
         "floor: neuropod's server answering from a cache (bench/serve_floor.py); "
         "'of floor': neuropod's throughput as a share of it",
+        f"4 floats, sequences: the 4 floats model made stateful (server-kept state, control inputs), "
+        f"perf_analyzer's sequence mode with {SEQUENCE_LENGTH} requests per sequence",
     ]
     for r in results:
         if r.error:
@@ -365,6 +441,7 @@ def main() -> None:
         for with_shm in shm
         for server in servers
         if not (with_shm and (server != "neuropod" or protocol == "http-json"))
+        and not (size == SEQUENCE and (server != "neuropod" or with_shm))
     ]
     subprocess.run([str(PERF_ANALYZER), "--setup"], check=True)
     logs = CACHE / "logs"

@@ -330,6 +330,12 @@ def test_batch_size_and_control_inputs_are_not_the_clients(http, server):
     }
     status, message = error_of(server.http_port, "POST", "/v2/models/acc/infer", body)
     assert (status, message) == (400, "unexpected inference input 'ACC_IN' for model 'acc'")
+    # A request that breaks the spec does not start its sequence.
+    body["inputs"] = [{"name": "INPUT", "shape": [2], "datatype": "INT32", "data": [1, 2]}]
+    status, message = error_of(server.http_port, "POST", "/v2/models/acc/infer", body)
+    assert status == 400 and "INPUT" in message, message
+    with pytest.raises(InferenceServerException, match="sequence 9 to model 'acc' must specify the START flag"):
+        infer(http, "acc", 1, 9)
 
 
 def test_malformed_sequence_parameters(server, grpc):

@@ -112,6 +112,10 @@ class SequenceScheduler:
             [control.name for control in settings.controls] + [state.input_name for state in settings.states]
         )
         self.state_outputs = frozenset(state.output_name for state in settings.states)
+        # A request that breaks the spec fails before it starts, or waits in, a sequence.
+        self._input_check = TensorValidator(
+            [spec for spec in inputs if spec.name not in self.hidden_inputs], "input"
+        )
         self._sequences: dict[int | str, _Sequence] = {}
         self._load = [0] * instances  # active sequences per instance
         self._lock = threading.Lock()
@@ -150,6 +154,7 @@ class SequenceScheduler:
 
         Raises:
             ProtocolError: malformed sequence parameters.
+            ValidationError: the inputs break the spec (the sequence is left as it was).
             BadRequest: no correlation id, a sequence that was not started, a control or state
                 input sent by the client, a batch size other than 1, an id whose type the
                 model's CORRID does not take.
@@ -160,6 +165,7 @@ class SequenceScheduler:
         """
         flags = read_sequence(request.parameters)
         self._check_request(request, flags, inputs)
+        self._input_check(inputs)
         entry, ticket = self._enter(flags)
         try:
             with entry.turn:

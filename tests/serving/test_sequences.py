@@ -334,7 +334,9 @@ def test_batch_size_and_control_inputs_are_not_the_clients(http, server):
     body["inputs"] = [{"name": "INPUT", "shape": [2], "datatype": "INT32", "data": [1, 2]}]
     status, message = error_of(server.http_port, "POST", "/v2/models/acc/infer", body)
     assert status == 400 and "INPUT" in message, message
-    with pytest.raises(InferenceServerException, match="sequence 9 to model 'acc' must specify the START flag"):
+    with pytest.raises(
+        InferenceServerException, match="sequence 9 to model 'acc' must specify the START flag"
+    ):
         infer(http, "acc", 1, 9)
 
 

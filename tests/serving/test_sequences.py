@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import textwrap
 import threading
@@ -20,6 +21,7 @@ from neuropod.errors import OptionError
 from neuropod.packagers.python import create_python_neuropod
 from neuropod.serving import Server
 from neuropod.serving.options import OPTIONS_FILE, ModelOptions
+from neuropod.serving.sequence_batching import parse_sequence_batching
 from tests.serving.helpers import build_model, error_of
 
 httpclient = pytest.importorskip("tritonclient.http")
@@ -35,6 +37,10 @@ def get_model(data_dir):
     def run(INPUT, START, END, READY, CORRID, ACC_IN):
         total = ACC_IN + INPUT
         flags = np.concatenate([START, END, READY], axis=-1).astype(np.int32)
+        if (INPUT == -1).any():  # forgets its state output
+            return {"OUTPUT": total, "FLAGS": flags, "CORRID_OUT": CORRID}
+        if (INPUT == -2).any():
+            raise RuntimeError("asked to fail")
         return {"OUTPUT": total, "ACC_OUT": total, "FLAGS": flags, "CORRID_OUT": CORRID}
     return run
 """
@@ -389,6 +395,46 @@ def test_malformed_sequence_parameters(server, grpc):
         with pytest.raises(Exception) as raised:
             grpc._client_stub.ModelInfer(message_)
         assert raised.value.code().name == "INVALID_ARGUMENT" and raised.value.details() == message
+
+
+def test_a_failed_request_leaves_the_state_as_it_was(http):
+    assert infer(http, "acc", 1, 700, start=True)["OUTPUT"].tolist() == [1]
+    with pytest.raises(InferenceServerException) as raised:
+        infer(http, "acc", -1, 700)
+    assert raised.value.status() == "500"
+    assert "Model 'acc' did not return its state output 'ACC_OUT'" in str(raised.value)
+    assert infer(http, "acc", 2, 700)["OUTPUT"].tolist() == [3]
+    with pytest.raises(InferenceServerException, match="asked to fail"):
+        infer(http, "acc", -2, 700)
+    assert infer(http, "acc", 3, 700, end=True)["OUTPUT"].tolist() == [6]
+    # A failed request flagged end still ends its sequence.
+    infer(http, "acc", 1, 701, start=True)
+    with pytest.raises(InferenceServerException, match="asked to fail"):
+        infer(http, "acc", -2, 701, end=True)
+    with pytest.raises(InferenceServerException, match="sequence 701 to model 'acc' must specify"):
+        infer(http, "acc", 1, 701)
+
+
+def test_initial_state_from_a_data_file(tmp_path):
+    (tmp_path / "initial_state").mkdir()
+    (tmp_path / "initial_state" / "start.bin").write_bytes(np.array([7, 8], "<i4").tobytes())
+    initial = {"name": "s", "data_type": "TYPE_INT32", "dims": [2], "data_file": "start.bin"}
+    state = {"input_name": "a", "output_name": "b", "data_type": "TYPE_INT32", "dims": [-1]}
+    settings = parse_sequence_batching({"state": [{**state, "initial_state": [initial]}]}, "test", tmp_path)
+    assert settings.states[0].first().tolist() == [7, 8]
+    config = settings.to_config()
+    assert config["state"][0]["initial_state"] == [initial]
+    assert parse_sequence_batching(config, "again", tmp_path).to_config() == config  # reads back
+    for changed, message in [
+        ({"dims": [3]}, "does not hold a INT32 tensor of dims [3]"),
+        ({"data_file": "../start.bin"}, "is outside"),
+        ({"data_file": "missing.bin"}, "cannot be read"),
+        ({"data_type": "TYPE_FP32"}, "differs from the state's TYPE_INT32"),
+    ]:
+        with pytest.raises(OptionError, match=re.escape(message)):
+            parse_sequence_batching(
+                {"state": [{**state, "initial_state": [{**initial, **changed}]}]}, "t", tmp_path
+            )
 
 
 def test_a_stateless_model_ignores_sequence_parameters(client):

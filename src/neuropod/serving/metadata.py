@@ -112,6 +112,7 @@ def model_config(
     max_batch_size: int = 0,
     instances: int = 1,
     max_queue_delay_ms: float | None = None,
+    sequence_batching: dict[str, Any] | None = None,
     override: ConfigOverride | None = None,
 ) -> dict[str, Any]:
     """Triton's model configuration, as ``GET /v2/models/{name}/config`` answers it.
@@ -127,6 +128,8 @@ def model_config(
         max_batch_size: the batch size clients may send (0: no batching dim).
         instances: how many instances run the model.
         max_queue_delay_ms: with dynamic batching, how long a request may wait for others.
+        sequence_batching: a stateful model's ``sequence_batching`` section (see
+            ``neuropod.serving.sequence_batching``).
         override: what the model's serving options set (input formats, dims, label files).
 
     Returns:
@@ -166,6 +169,8 @@ def model_config(
     }
     if max_queue_delay_ms is not None:
         config["dynamic_batching"] = {"max_queue_delay_microseconds": int(max_queue_delay_ms * 1000)}
+    if sequence_batching is not None:
+        config["sequence_batching"] = sequence_batching
     return config
 
 

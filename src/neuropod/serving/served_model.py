@@ -10,6 +10,10 @@ else 1); a request waits for a free slot, and that wait is its queue time. Where
 - HTTP requests, which arrive on the event loop, run in a thread of the model's own pool
   (``run``), decoding and encoding included, so that a slow or hung model, or a large body,
   holds up only the requests to that model, never the loop and its health checks.
+
+A stateful model (``sequence_batching``) runs each request through its ``SequenceScheduler``
+(``neuropod.serving.sequences``): in its sequence's turn, on the instance the sequence is
+pinned to, with the control inputs and state added.
 """
 
 from __future__ import annotations
@@ -103,10 +107,9 @@ class ServedModel:
             max_queue_delay_ms=None
             if options.dynamic_batching is None
             else float(options.dynamic_batching.get("max_queue_delay_ms", 0.0)),
+            sequence_batching=None if self.sequences is None else self.sequences.config(),
             override=override,
         )
-        if self.sequences is not None:
-            self.config["sequence_batching"] = self.sequences.config()
         #: Output name -> protocol datatype, in spec order.
         self.output_datatypes = {spec.name: spec_dtype_to_datatype(spec.dtype) for spec in outputs}
         self._threads = options.threads

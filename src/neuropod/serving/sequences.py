@@ -328,7 +328,7 @@ class SequenceScheduler:
             unsigned = np.full(shape, identifier, np.uint64)
         dtype = datatype_to_numpy(datatype)
         assert dtype is not None
-        tensor = unsigned.view(dtype.newbyteorder("="))
+        tensor: np.ndarray = unsigned.view(dtype.newbyteorder("="))
         tensor.setflags(write=False)  # shared by the requests of the sequence
         return tensor
 

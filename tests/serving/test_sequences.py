@@ -607,3 +607,36 @@ def test_sequence_and_dynamic_batching_exclude_each_other():
         ModelOptions(max_batch_size=4, dynamic_batching={}, sequence_batching={})
     with pytest.raises(OptionError, match="give it once"):
         ModelOptions(config={"sequence_batching": {}}, sequence_batching={})
+
+
+@pytest.mark.parametrize(
+    ("corrid", "spec_dtype", "expected"),
+    [
+        ("TYPE_INT64", "int64", -(2**63) + 5),  # the same 64 bits
+        ("TYPE_UINT32", "uint32", 7),  # the low 32 bits
+        ("TYPE_INT32", "int32", -1),
+    ],
+)
+def test_integer_corrid_types(tmp_path, corrid, spec_dtype, expected):
+    from neuropod.loader import load_neuropod
+    from neuropod.protocol.infer import InferRequest
+    from neuropod.serving.served_model import ServedModel
+    from neuropod.serving.shm import SharedMemoryRegistry
+    from neuropod.serving.stats import RequestTimer
+
+    identifier = {"TYPE_INT64": 2**63 + 5, "TYPE_UINT32": 2**32 + 7, "TYPE_INT32": 2**32 - 1}[corrid]
+    path = accumulator(tmp_path, f"acc_{spec_dtype}", spec_dtype, batched=False)
+    served = ServedModel(
+        "m", load_neuropod(path), ModelOptions(sequence_batching=accumulator_batching(corrid))
+    )
+    try:
+        request = InferRequest(
+            {"INPUT": np.array([1], np.int32)},
+            parameters={"sequence_id": identifier, "sequence_start": True, "sequence_end": True},
+        )
+        with RequestTimer(served.stats) as timer:
+            response = served.answer(request, SharedMemoryRegistry(), timer)
+        out = response.arrays()["CORRID_OUT"]
+        assert out.dtype == np.dtype(spec_dtype) and out.tolist() == [expected]
+    finally:
+        served.close()

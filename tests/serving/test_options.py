@@ -63,3 +63,15 @@ def test_a_folder_must_hold_exactly_one_package(folder):
     write(folder, {})
     with pytest.raises(OptionError, match="holds no package; put exactly one package beside"):
         read_model_folder(folder)
+
+
+def test_an_explicit_package_loads_with_its_own_options(tmp_path):
+    from neuropod.serving import Server
+    from tests.serving.helpers import build_model
+
+    package = build_model(tmp_path, "adder")
+    options = {"adder": ModelOptions(load_options={"use_ope": True, "instances": 2})}
+    with Server([package], http_port=0, grpc_port=None, model_options=options) as server:
+        model = server.core.repository.get("adder").model
+        assert model.instances == 2
+        assert type(model._open_backend()).__name__ == "WorkerBackend"

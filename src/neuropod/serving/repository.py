@@ -24,6 +24,9 @@ from typing import Any
 from neuropod.errors import NeuropodError
 from neuropod.loader import load_neuropod
 from neuropod.model import NeuropodModel
+from neuropod.package.archive import is_zip
+from neuropod.package.config import ModelConfig
+from neuropod.package.zipped import read_zipped
 from neuropod.protocol.infer import VERSION
 from neuropod.serving.config_override import parse_config
 from neuropod.serving.errors import BadRequest, NotFound, ServingError, Unavailable
@@ -97,13 +100,17 @@ class ModelRepository:
             ValueError: two explicit packages have the same model name.
         """
         for path in self._explicit:
-            options = ModelOptions().merged(self._defaults)
+            defaults = ModelOptions().merged(self._defaults)
+            # The model's own options (use_ope, instances...) apply to its load, so its name is
+            # read from its config first; an unreadable one fails in the load, which says why.
+            named = _package_name(path)
+            options = defaults if named is None else self._options_of(named, defaults)
             model = _batched(load_neuropod(path, **options.load_options), options)
             name = model.name
             if name in self._entries:
                 model.close()
                 raise ValueError(f"Two packages are named '{name}': {self._entries[name].path} and {path}")
-            options = self._options_of(name, options)
+            options = self._options_of(name, defaults)
             entry = _Entry(name, path, options, in_repository=False)
             try:
                 entry.served, entry.state = ServedModel(name, model, options), READY
@@ -320,6 +327,17 @@ def _check_new_name(name: str) -> None:
         raise BadRequest(
             f"invalid model name '{name}', model name must not contain path traversal characters"
         )
+
+
+def _package_name(path: Path) -> str | None:
+    """The model name in a package's config, read without loading it; ``None`` if unreadable."""
+    try:
+        if is_zip(path):
+            zipped = read_zipped(path)
+            return None if zipped is None else zipped.config.name
+        return ModelConfig.read(path).name
+    except (NeuropodError, OSError):
+        return None
 
 
 def _batched(model: NeuropodModel, options: ModelOptions) -> Servable:

@@ -18,14 +18,19 @@ stateless ``small`` rows: what the sequence scheduler costs per request.
 
 A third server, ``floor`` (``bench/serve_floor.py``), is neuropod's own server answering every
 inference from a cache: no decoding, model or encoding. It measures what the front ends
-(uvicorn, grpcio) and perf_analyzer cost by themselves on this machine, the ceiling for any
-server built on them; the table gives each neuropod row as a share of it.
+(uvicorn, and pygrpc-native or grpcio) and perf_analyzer cost by themselves on this machine,
+the ceiling for any server built on them; the table gives each neuropod row as a share of it.
+
+neuropod's gRPC runs on pygrpc-native where the ``grpc-native`` extra is installed (the
+default front end then); the server ``grpcio`` is neuropod with ``--grpc-front grpcio``, for
+its gRPC rows only, to show what the native front gains.
 
 Prints one table (throughput, p50/p99 latency, ratio to KServe) and writes it as JSON to
 ``.bench/serve-results.json``::
 
-    python bench/serve.py [--quick] [--servers neuropod,kserve,floor] [--protocols http-binary,grpc]
-                          [--sizes small,large,sequence] [--concurrency 1,8] [--shm no,yes]
+    python bench/serve.py [--quick] [--servers neuropod,grpcio,kserve,floor]
+                          [--protocols http-binary,grpc] [--sizes small,large,sequence]
+                          [--concurrency 1,8] [--shm no,yes]
 
 KServe runs from its own virtual environment (``.bench/kserve-venv``, created on first use by
 ``bench/kserve_env.py``) through ``bench/serve_kserve_model.py``. perf_analyzer keeps every
@@ -257,6 +262,18 @@ def neuropod_server(root: Path, logs: Path) -> Iterator[tuple[int, int]]:
 
 
 @contextmanager
+def grpcio_server(root: Path, logs: Path) -> Iterator[tuple[int, int]]:
+    http_port, grpc_port = free_port(), free_port()
+    command = [
+        sys.executable, "-m", "neuropod.cli", "serve",
+        "--repository", str(build_repository(root / "grpcio")),
+        "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--grpc-front", "grpcio",
+    ]  # fmt: skip
+    with running(command, "neuropod-serve-grpcio", http_port, logs):
+        yield http_port, grpc_port
+
+
+@contextmanager
 def floor_server(root: Path, logs: Path) -> Iterator[tuple[int, int]]:
     http_port, grpc_port = free_port(), free_port()
     command = [
@@ -396,7 +413,7 @@ def table(results: list[Result]) -> str:
                 ratio = "(KServe failed)"
         floor = by_case.get(case.floor)
         share = ""
-        if case.server == "neuropod" and floor is not None and floor.infer_per_s:
+        if case.server in ("neuropod", "grpcio") and floor is not None and floor.infer_per_s:
             share = f"{result.infer_per_s / floor.infer_per_s:.0%}"
         throughput = result.infer_per_s
         cells += [f"{throughput:,.0f}" if throughput >= 10 else f"{throughput:.1f}"]
@@ -425,7 +442,7 @@ def _yes(flag: bool) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller measurement windows")
-    parser.add_argument("--servers", default="neuropod,kserve,floor")
+    parser.add_argument("--servers", default="neuropod,grpcio,kserve,floor")
     parser.add_argument("--protocols", default=",".join(PROTOCOLS))
     parser.add_argument("--sizes", default=",".join(SIZES))
     parser.add_argument("--concurrency", default="1,8")
@@ -442,6 +459,7 @@ def main() -> None:
         for server in servers
         if not (with_shm and (server != "neuropod" or protocol == "http-json"))
         and not (size == SEQUENCE and (server != "neuropod" or with_shm))
+        and not (server == "grpcio" and protocol != "grpc")
     ]
     subprocess.run([str(PERF_ANALYZER), "--setup"], check=True)
     logs = CACHE / "logs"
@@ -452,6 +470,8 @@ def main() -> None:
         ports = {}
         if "neuropod" in servers:
             ports["neuropod"] = stack.enter_context(neuropod_server(work, logs))
+        if "grpcio" in servers:
+            ports["grpcio"] = stack.enter_context(grpcio_server(work, logs))
         if "kserve" in servers:
             ports["kserve"] = stack.enter_context(kserve_server(work, logs))
         if "floor" in servers:

@@ -12,6 +12,7 @@ from types import FrameType
 from neuropod.cli.arguments import add_command, add_load_options, checked, load_options
 from neuropod.cli.errors import CommandError
 from neuropod.options import int_at_least
+from neuropod.serving.grpc_fronts import GRPC_FRONTS
 
 #: How often the main thread looks for a stop signal while serving.
 _POLL_SECONDS = 0.2
@@ -55,6 +56,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="gRPC calls run at once (default: one per CPU, or per model slot if more)",
     )  # fmt: skip
     parser.add_argument(
+        "--grpc-front", choices=GRPC_FRONTS, default="auto",
+        help="the gRPC server: native (pygrpc-native, the grpc-native extra), grpcio, or auto: "
+        "native where installed (default: auto)",
+    )  # fmt: skip
+    parser.add_argument(
         "--drain-timeout", metavar="SECONDS", type=float, default=30.0,
         help="how long to wait for requests in flight when stopping (default: 30)",
     )  # fmt: skip
@@ -89,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         grpc_threads=args.grpc_threads,
         drain_timeout=args.drain_timeout,
         server_name=args.server_name,
+        grpc_front=args.grpc_front,
     )
     # A signal handler runs between two bytecodes of the main thread, which may then hold any
     # lock (an Event's, inside its wait): taking one here can deadlock, so it only records.
@@ -106,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         if server.http_port is not None:
             print(f"HTTP on {server.http_url}")
         if server.grpc_port is not None:
-            print(f"gRPC on {server.grpc_address}")
+            print(f"gRPC on {server.grpc_address} ({server.grpc_front})")
         sys.stdout.flush()
         while not signals:
             if server.wait(_POLL_SECONDS):

@@ -39,13 +39,21 @@ logger = logging.getLogger("neuropod.serving")
 Handler = Callable[[Any, Any, grpc.ServicerContext], Any]
 
 
-def start_grpc_server(core: ServerCore, host: str, port: int, threads: int) -> tuple[grpc.Server, int]:
-    """Start the gRPC front end.
+#: RPCs whose handler takes the encoded request message (see ``_EncodedModelInfer``).
+ENCODED_REQUESTS = frozenset({"ModelInfer"})
+
+
+def listen_address(host: str, port: int) -> str:
+    """gRPC's form of a host and port (IPv6 hosts in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def start_grpc_server(core: ServerCore, address: str, threads: int) -> tuple[grpc.Server, int]:
+    """Start the gRPC front end on grpcio.
 
     Args:
         core: what the server serves.
-        host: the address to listen on.
-        port: the port; 0 picks a free one.
+        address: where to listen: ``host:port`` (port 0 picks a free one) or ``unix:PATH``.
         threads: how many calls are handled at once (see ``server.default_grpc_threads``).
 
     Returns:
@@ -63,7 +71,6 @@ def start_grpc_server(core: ServerCore, host: str, port: int, threads: int) -> t
     )
     servicer = InferenceServicer(core)
     service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, _EncodedModelInfer(server))
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         bound = server.add_insecure_port(address)
     except RuntimeError as exc:

@@ -37,7 +37,7 @@ ATTACKERS = 2_000
 @pytest.fixture(scope="module", autouse=True)
 def enough_descriptors() -> None:
     """The attackers' sockets live in this process: let it open them."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < ATTACKERS + 500:
         pytest.skip(f"the hard limit of open files ({hard}) is too low for {ATTACKERS} connections")
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -140,9 +140,7 @@ def health_check(served: Served) -> tuple[int, float]:
 
 
 def infer_body(padding: int = 0) -> bytes:
-    tensors = [
-        {"name": name, "datatype": "FP32", "shape": [1, 2], "data": [1.0, 2.0]} for name in ("x", "y")
-    ]
+    tensors = [{"name": name, "datatype": "FP32", "shape": [1, 2], "data": [1.0, 2.0]} for name in ("x", "y")]
     return json.dumps({"inputs": tensors}).encode() + b" " * padding
 
 
@@ -288,7 +286,7 @@ def test_a_connection_past_the_cap_when_all_are_busy_is_answered_503(models):
         for thread in threads:
             thread.start()
             time.sleep(0.2)  # its request in, so that the next connection closes the idle one
-        status, headers, data = request(port, "GET", "/v2/health/ready")
+        status, _, data = request(port, "GET", "/v2/health/ready")
         for thread in threads:
             thread.join()
         assert (status, slow) == (503, [200, 200]), data

@@ -11,15 +11,14 @@ not help either.
 (``guarded_protocol``) that files each connection under what it is waiting for:
 
 - ``awaiting_headers``: opened, or started a request, and the headers are not complete;
-- ``reading_body``: headers complete, body not;
-- ``idle``: an answer went out and the connection is kept alive for the next request.
+- ``reading_body``: headers complete, body not.
 
-The first two are dicts in insertion order, which is the order their waits began, so one timer
-sweeping a few times a second finds the expired header waits at the front and stops at the
-first that is not, and a connection past the cap closes the oldest connection still waiting for
-headers (then the oldest idle one) rather than being refused: under a flood of connections that
-never send a request, a client that does is still answered. Each request costs a few dict
-operations, not a timer of its own.
+(An idle kept-alive connection has uvicorn's keep-alive timer.) Both are dicts in insertion
+order, which is the order their waits began, so one timer sweeping a few times a second finds
+the expired header waits at the front and stops at the first that is not, and a connection past
+the cap closes the oldest connection still waiting for headers (else an idle one) rather than
+being refused: under a flood of connections that never send a request, a client that does is
+still answered. Each request costs a few dict operations, not a timer of its own.
 """
 
 from __future__ import annotations
@@ -95,8 +94,6 @@ class ConnectionGuard:
         self.awaiting_headers: dict[GuardedProtocol, float] = {}
         #: Connection -> when its body's wait began (moved on while its reading is paused).
         self.reading_body: dict[GuardedProtocol, float] = {}
-        #: Kept-alive connections waiting for their next request (uvicorn times them out).
-        self.idle: dict[GuardedProtocol, None] = {}
         #: How many connections were closed for each reason, for logs and tests.
         self.closed = {"header_timeout": 0, "body_timeout": 0, "evicted": 0, "refused": 0}
         self._timer: asyncio.TimerHandle | None = None
@@ -120,18 +117,26 @@ class ConnectionGuard:
 
     def make_room(self, newcomer: GuardedProtocol) -> None:
         """Called when ``newcomer`` took the open connections past the cap: close the oldest
-        connection waiting for headers, else the oldest idle one, else ``newcomer`` (503)."""
-        for waiting in (self.awaiting_headers, self.idle):
-            for victim in waiting:
-                if victim is not newcomer:
-                    self.closed["evicted"] += 1
-                    victim.drop()
-                    victim.transport.abort()
-                    return
+        connection waiting for headers, else an idle one, else ``newcomer`` (503)."""
+        for victim in self.awaiting_headers:
+            if victim is not newcomer:
+                self._evict(victim)
+                return
+        # Idle connections are not filed (it would cost every request): look for one, only
+        # here, where no connection waits for headers and the cap is reached.
+        for victim in newcomer.connections:
+            if isinstance(victim, GuardedProtocol) and victim.timeout_keep_alive_task is not None:
+                self._evict(victim)
+                return
         self.closed["refused"] += 1
         newcomer.drop()
         newcomer.transport.write(_FULL)
         newcomer.transport.close()
+
+    def _evict(self, victim: GuardedProtocol) -> None:
+        self.closed["evicted"] += 1
+        victim.drop()
+        victim.transport.abort()
 
     def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
         now = time.monotonic()
@@ -193,6 +198,9 @@ class GuardedProtocol(HttpToolsProtocol):
     guard: ConnectionGuard
     body_received = 0
 
+    # The hooks that run for every request call uvicorn's by name: super() costs as much again
+    # as the rest of the hook.
+
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.timeout_keep_alive = self.guard.limits.keep_alive_timeout  # type: ignore[assignment]
@@ -205,15 +213,14 @@ class GuardedProtocol(HttpToolsProtocol):
             guard.make_room(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.drop()
         super().connection_lost(exc)
+        self.drop()
 
     def drop(self) -> None:
         """Forget this connection: it is closing."""
         guard = self.guard
         guard.awaiting_headers.pop(self, None)
         guard.reading_body.pop(self, None)
-        guard.idle.pop(self, None)
         self.connections.discard(self)
 
     def time_out_headers(self) -> None:
@@ -239,33 +246,30 @@ class GuardedProtocol(HttpToolsProtocol):
         self.transport.close()
 
     def _unset_keepalive_if_required(self) -> None:
-        super()._unset_keepalive_if_required()
-        self.guard.idle.pop(self, None)
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        # A connection's first request waits since the connection opened.
-        self.guard.awaiting_headers.setdefault(self, time.monotonic())
+        # uvicorn's, which also marks where an idle connection's next request begins: its
+        # first bytes cancel the keep-alive timer. (Between two requests, a connection is
+        # either idle, timed by that timer, or answering, its reading paused past a pipelined
+        # request's headers.) A hook of its own in on_message_begin would cost every request.
+        task = self.timeout_keep_alive_task
+        if task is not None:
+            task.cancel()
+            self.timeout_keep_alive_task = None
+            self.guard.awaiting_headers[self] = time.monotonic()
 
     def on_headers_complete(self) -> None:
         guard = self.guard
         guard.awaiting_headers.pop(self, None)
         self.body_received = 0
         guard.reading_body[self] = time.monotonic()
-        super().on_headers_complete()
+        HttpToolsProtocol.on_headers_complete(self)
 
     def on_body(self, body: bytes) -> None:
         self.body_received += len(body)
-        super().on_body(body)
+        HttpToolsProtocol.on_body(self, body)
 
     def on_message_complete(self) -> None:
         self.guard.reading_body.pop(self, None)
-        super().on_message_complete()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if self.timeout_keep_alive_task is not None:
-            self.guard.idle[self] = None
+        HttpToolsProtocol.on_message_complete(self)
 
 
 def guarded_protocol(guard: ConnectionGuard) -> type[GuardedProtocol]:

@@ -169,6 +169,26 @@ def test_headers_trickled_slowly_are_cut_off(served):
     assert elapsed <= TIMEOUT + 2
 
 
+def test_the_next_request_on_a_kept_alive_connection_has_the_header_timeout_too(served):
+    with served.connect() as attacker:
+        attacker.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        attacker.settimeout(10)
+        response = http.client.HTTPResponse(attacker)
+        response.begin()
+        response.read()
+        assert response.status == 200
+        attacker.sendall(b"GET /v2/health/live HTTP/1.1\r\n")  # the next request, then drips
+        started = time.monotonic()
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            while time.monotonic() - started < TIMEOUT * 0.8:
+                attacker.sendall(b"X-Slow: 1\r\n")  # keeps the keep-alive timeout from firing
+                time.sleep(0.05)
+        received, _ = read_until_closed(attacker, 3)
+        elapsed = time.monotonic() - started
+    assert received.startswith(b"HTTP/1.1 408 "), received
+    assert elapsed <= TIMEOUT + 2
+
+
 def test_a_body_trickled_slowly_is_cut_off_with_408(served):
     with served.connect() as attacker:
         attacker.sendall(

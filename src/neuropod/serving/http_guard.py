@@ -124,9 +124,9 @@ class ConnectionGuard:
                 return
         # Idle connections are not filed (it would cost every request): look for one, only
         # here, where no connection waits for headers and the cap is reached.
-        for victim in newcomer.connections:
-            if isinstance(victim, GuardedProtocol) and victim.timeout_keep_alive_task is not None:
-                self._evict(victim)
+        for connection in newcomer.connections:
+            if isinstance(connection, GuardedProtocol) and connection.timeout_keep_alive_task is not None:
+                self._evict(connection)
                 return
         self.closed["refused"] += 1
         newcomer.drop()
@@ -226,11 +226,12 @@ class GuardedProtocol(HttpToolsProtocol):
     def time_out_headers(self) -> None:
         """The request's headers are late: answer 408 and close, or, if the connection's previous
         request is still being answered, close once that answer is out."""
-        self.drop()
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
+            self.guard.awaiting_headers.pop(self, None)
             cycle.keep_alive = False
             return
+        self.drop()
         self.transport.write(_HEADERS_TIMED_OUT)
         self.transport.close()
 
@@ -246,10 +247,10 @@ class GuardedProtocol(HttpToolsProtocol):
         self.transport.close()
 
     def _unset_keepalive_if_required(self) -> None:
-        # uvicorn's, which also marks where an idle connection's next request begins: its
-        # first bytes cancel the keep-alive timer. (Between two requests, a connection is
-        # either idle, timed by that timer, or answering, its reading paused past a pipelined
-        # request's headers.) A hook of its own in on_message_begin would cost every request.
+        # uvicorn's, which also marks where a kept-alive connection's next request begins: once
+        # an answer is out, the keep-alive timer runs until bytes arrive, and those bytes cancel
+        # it here. (Bytes that came while the answer was computed are followed by more, or the
+        # timer closes the connection.) A hook in on_message_begin would cost every request.
         task = self.timeout_keep_alive_task
         if task is not None:
             task.cancel()

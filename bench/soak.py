@@ -237,7 +237,8 @@ class GrpcClient:
         self.grpc = grpc
         self.pb = service_pb2
         self.rng = rng
-        self.channel = grpc.insecure_channel(address)
+        # A connection of its own: channels of one process share theirs by default.
+        self.channel = grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
         self.stub = service_pb2_grpc.GRPCInferenceServiceStub(self.channel)
         self.calls: list[tuple[str, float, Call]] = [
             ("grpc infer", 5, self.infer),

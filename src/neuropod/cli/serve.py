@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -13,9 +14,21 @@ from neuropod.cli.arguments import add_command, add_load_options, checked, load_
 from neuropod.cli.errors import CommandError
 from neuropod.options import int_at_least
 from neuropod.serving.grpc_fronts import GRPC_FRONTS
+from neuropod.serving.options import HttpLimits
 
 #: How often the main thread looks for a stop signal while serving.
 _POLL_SECONDS = 0.2
+
+#: ``--http-...`` option -> (metavar, help) for each ``HttpLimits`` field (docs/serving/limits.md).
+_HTTP_LIMITS = {
+    "max_connections": ("N", "HTTP connections open at once; past it the oldest connection still "
+                        "waiting for headers is closed"),
+    "header_timeout": ("SECONDS", "time a connection has to deliver a request's headers (408)"),
+    "body_timeout": ("SECONDS", "time a request's body has before it must keep up "
+                     "--http-body-min-rate (408)"),
+    "body_min_rate": ("BYTES", "bytes per second a body must average past --http-body-timeout"),
+    "keep_alive_timeout": ("SECONDS", "how long an idle connection is kept open"),
+}  # fmt: skip
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -68,7 +81,23 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--server-name", metavar="NAME", default="neuropod",
         help="the server's name in its metadata, for clients that check it (default: neuropod)",
     )  # fmt: skip
+    limits = parser.add_argument_group("HTTP connection limits (see docs/serving/limits.md)")
+    for field in dataclasses.fields(HttpLimits):
+        metavar, text = _HTTP_LIMITS[field.name]
+        limits.add_argument(
+            f"--http-{field.name.replace('_', '-')}",
+            dest=f"http_{field.name}",
+            metavar=metavar,
+            type=checked(int if field.type == "int" else float, field.metadata["check"]),
+            help=f"{text} (default: {field.default:g})",
+        )
     add_load_options(parser)
+
+
+def http_limits(args: argparse.Namespace) -> HttpLimits:
+    """The ``--http-...`` limits given, over ``HttpLimits``'s defaults."""
+    given = {name: getattr(args, f"http_{name}") for name in HttpLimits.names()}
+    return HttpLimits(**{name: value for name, value in given.items() if value is not None})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         drain_timeout=args.drain_timeout,
         server_name=args.server_name,
         grpc_front=args.grpc_front,
+        http_limits=http_limits(args),
     )
     # A signal handler runs between two bytecodes of the main thread, which may then hold any
     # lock (an Event's, inside its wait): taking one here can deadlock, so it only records.

@@ -10,6 +10,7 @@
     │   │       └── load_parameters.py  a load's config override and uploaded files
     │   └── SharedMemoryRegistry  shm.py    registered system shared-memory regions
     ├── HttpApp            http_app.py      ASGI routes (uvicorn), http_infer.py the infer call
+    │   └── http_guard.py  connection limits: header/body timeouts, connection cap
     │   └── compression.py gzip / deflate bodies
     │   └── metrics.py     Prometheus /metrics
     └── InferenceServicer  grpc_service.py  inference.GRPCInferenceService (grpc.aio)
@@ -18,7 +19,23 @@ Errors and their status codes: ``neuropod.serving.errors``. The wire formats sha
 remote backend: ``neuropod.protocol``.
 """
 
-from neuropod.serving.options import OPTIONS_FILE, ModelOptions
-from neuropod.serving.server import TOKEN_ENV, Server
+from __future__ import annotations
 
-__all__ = ["OPTIONS_FILE", "TOKEN_ENV", "ModelOptions", "Server"]
+from typing import TYPE_CHECKING, Any
+
+from neuropod.serving.options import OPTIONS_FILE, HttpLimits, ModelOptions
+
+if TYPE_CHECKING:
+    from neuropod.serving.server import TOKEN_ENV, Server
+
+__all__ = ["OPTIONS_FILE", "TOKEN_ENV", "HttpLimits", "ModelOptions", "Server"]
+
+
+def __getattr__(name: str) -> Any:
+    # The server (uvicorn, the protocol codecs) is imported on first use, so that reading the
+    # options (``neuropod serve``'s arguments) does not import it.
+    if name in ("Server", "TOKEN_ENV"):
+        from neuropod.serving import server
+
+        return getattr(server, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

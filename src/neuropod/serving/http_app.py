@@ -80,6 +80,10 @@ class Request:
 Response = tuple[int, Headers, Sequence[bytes | memoryview]]
 
 
+class _ClientGone(Exception):
+    """The connection closed before the request's body was complete."""
+
+
 class HttpApp:
     """The ASGI application of one server.
 
@@ -100,6 +104,8 @@ class HttpApp:
         try:
             request = await self._read(scope, receive)
             status, headers, parts = await self._route(request)
+        except _ClientGone:
+            return  # no one to answer
         except Exception as exc:
             status, _ = classify(exc)
             if status == 500 and not isinstance(exc, (ServingError, NeuropodError)):
@@ -149,6 +155,8 @@ class HttpApp:
                     raise PayloadTooLarge(f"The request body is over this server's limit of {limit} bytes")
                 chunks.append(chunk)
             if not message.get("more_body", False):
+                if message["type"] != "http.request":
+                    raise _ClientGone  # closed, or timed out by the connection guard
                 break
         request.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         return request

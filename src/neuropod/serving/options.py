@@ -1,4 +1,5 @@
-"""How one model is served: its load options, read from the repository or given in code.
+"""How models are served: each model's load options, read from the repository or given in
+code, and the server's HTTP connection limits (``HttpLimits``).
 
 A model of a repository folder is either a package (a package directory or ``.zip``), served
 with the server's default options, or a folder of its own holding a package and a
@@ -51,10 +52,10 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from neuropod.errors import OptionError
-from neuropod.options import int_at_least
+from neuropod.options import Options, int_at_least, number_above, option
 from neuropod.package import layout
 from neuropod.serving.config_override import ConfigOverride, parse_config
 from neuropod.serving.sequence_batching import SequenceBatching, parse_sequence_batching
@@ -198,6 +199,44 @@ class ModelOptions:
             sequences,
             self.max_sequences,
         )
+
+
+@dataclass(frozen=True)
+class HttpLimits(Options):
+    """How long, and how many, HTTP connections may hold the server (see docs/serving/limits.md).
+
+    A client that connects and sends nothing, trickles its headers, or trickles its body holds
+    a connection and a file descriptor; these limits bound both, so that such clients cannot
+    shut out the others (``neuropod.serving.http_guard`` enforces them).
+
+    Args:
+        max_connections: HTTP connections open at once. A connection past it first closes the
+            oldest connection still waiting for its request's headers, else the oldest idle
+            keep-alive one; when every connection is busy with a request, the new one is
+            answered 503 and closed. Lowered at start to leave file descriptors for gRPC and
+            the models where the process may open fewer.
+        header_timeout: seconds a connection has, from its opening (or from the first byte of
+            the next request on a kept-alive one), to deliver a request's complete headers;
+            then it is answered 408 and closed.
+        body_timeout: seconds a request's body has, from its headers, before it must keep up
+            ``body_min_rate``: each byte received extends the body's deadline by
+            ``1 / body_min_rate`` seconds. A body past its deadline is answered 408 (or, if an
+            answer went out already, its connection is closed).
+        body_min_rate: bytes per second a body must arrive at, on average, past
+            ``body_timeout``.
+        keep_alive_timeout: seconds an idle connection is kept open after an answer.
+
+    Raises:
+        OptionError: a value has the wrong type or range.
+    """
+
+    where: ClassVar[str] = "the HTTP limits"
+
+    max_connections: int = option(10_000, int_at_least(1))
+    header_timeout: float = option(10.0, number_above(0, "seconds"))
+    body_timeout: float = option(30.0, number_above(0, "seconds"))
+    body_min_rate: float = option(65_536.0, number_above(0, "bytes per second"))
+    keep_alive_timeout: float = option(30.0, number_above(0, "seconds"))
 
 
 def is_package(path: Path) -> bool:

@@ -18,23 +18,29 @@ import contextlib
 import logging
 import math
 import os
+import resource
 import socket
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from neuropod.closing import Closing
 from neuropod.serving.core import DEFAULT_MAX_BODY_SIZE, ServerCore
 from neuropod.serving.grpc_fronts import resolve_front
 from neuropod.serving.http_app import HttpApp
-from neuropod.serving.options import ModelOptions
+from neuropod.serving.options import HttpLimits, ModelOptions
 from neuropod.serving.repository import ModelRepository
+
+if TYPE_CHECKING:
+    from neuropod.serving.http_guard import ConnectionGuard
 
 logger = logging.getLogger("neuropod.serving")
 
 #: The environment variable holding a bearer token when none is passed.
 TOKEN_ENV = "NEUROPOD_SERVE_TOKEN"
+#: Connections the kernel queues before HTTP accepts them (the kernel caps it at somaxconn).
+_BACKLOG = 4096
 
 
 class Server(Closing):
@@ -62,6 +68,9 @@ class Server(Closing):
             where they have more (see ``default_grpc_threads``).
         drain_timeout: how long ``stop`` waits for requests in flight, and for the models'
             calls still running.
+        http_limits: HTTP connection timeouts and cap (default ``HttpLimits()``; see
+            docs/serving/limits.md). ``start`` also raises the process's soft limit of open
+            files to its hard limit, so that connections are not refused for descriptors first.
         server_name: the server's ``name`` in its metadata (``GET /v2``, ``ServerMetadata``).
         grpc_front: which gRPC server runs the service: ``native`` (pygrpc-native, the
             ``grpc-native`` extra: 2-3x fewer CPU microseconds per call), ``grpcio``, or
@@ -87,6 +96,7 @@ class Server(Closing):
         drain_timeout: float = 30.0,
         server_name: str = "neuropod",
         grpc_front: str = "auto",
+        http_limits: HttpLimits | None = None,
     ):
         if http_port is None and grpc_port is None:
             raise ValueError("A server needs an HTTP port, a gRPC port, or both")
@@ -102,6 +112,11 @@ class Server(Closing):
         self._grpc_threads = grpc_threads
         self.grpc_front = resolve_front(grpc_front)
         self.drain_timeout = drain_timeout
+        if http_limits is not None and not isinstance(http_limits, HttpLimits):
+            raise TypeError(f"http_limits must be an HttpLimits, got {type(http_limits).__name__}")
+        self.http_limits = http_limits if http_limits is not None else HttpLimits()
+        #: Enforces ``http_limits`` once HTTP is served (``None`` before, or without HTTP).
+        self.http_guard: ConnectionGuard | None = None
         self._ports = {"http": http_port, "grpc": grpc_port}
         self.core = ServerCore(
             ModelRepository(paths, repository, load_options=load_options, model_options=model_options),
@@ -154,12 +169,25 @@ class Server(Closing):
         if self._thread is not None:
             raise RuntimeError("The server was started already; make a new Server to serve again")
         self.core.repository.load_all()
+        open_files = raise_open_file_limit()
         try:
             if self._ports["grpc"] is not None:
                 self._start_grpc(self._ports["grpc"])
             http_socket = None
             if self._ports["http"] is not None:
-                http_socket = socket.create_server((self.host, self._ports["http"]), reuse_port=False)
+                from neuropod.serving.http_guard import ConnectionGuard, connection_cap
+
+                cap = connection_cap(self.http_limits, open_files)
+                if cap < self.http_limits.max_connections:
+                    logger.warning(
+                        "HTTP serves at most %d connections, not max_connections %d: the process "
+                        "may open %d files, and keeps some for gRPC and the models",
+                        cap, self.http_limits.max_connections, open_files,
+                    )  # fmt: skip
+                self.http_guard = ConnectionGuard(self.http_limits, cap)
+                http_socket = socket.create_server(
+                    (self.host, self._ports["http"]), reuse_port=False, backlog=_BACKLOG
+                )
                 self._ports["http"] = http_socket.getsockname()[1]
             self._thread = threading.Thread(
                 target=self._run, args=(http_socket,), name="neuropod-serve", daemon=True
@@ -252,7 +280,9 @@ class Server(Closing):
         http_server = http_task = None
         try:
             if http_socket is not None:
-                http_server = _uvicorn_server(HttpApp(self.core), self.drain_timeout)
+                assert self.http_guard is not None
+                self.http_guard.start(asyncio.get_running_loop())
+                http_server = _uvicorn_server(HttpApp(self.core), self.drain_timeout, self.http_guard)
                 http_task = asyncio.ensure_future(http_server.serve(sockets=[http_socket]))
                 while not http_server.started and not http_task.done():
                     await asyncio.sleep(0.005)
@@ -269,6 +299,8 @@ class Server(Closing):
                 await asyncio.gather(http_task, return_exceptions=True)
             if http_socket is not None:
                 http_socket.close()
+            if self.http_guard is not None:
+                self.http_guard.stop()
 
 
 def default_grpc_threads(model_slots: Iterable[int] = ()) -> int:
@@ -282,18 +314,39 @@ def default_grpc_threads(model_slots: Iterable[int] = ()) -> int:
     return max(2, os.cpu_count() or 1, sum(model_slots))
 
 
-def _uvicorn_server(app: HttpApp, drain_timeout: float) -> Any:
+def raise_open_file_limit() -> int | None:
+    """Raise the process's soft limit of open files to its hard limit; return the new soft
+    limit (``None``: unlimited).
+
+    Each connection holds a descriptor, and the usual soft limit (1,024) is a small share of
+    what the hard limit allows.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as exc:  # e.g. a hard limit over the kernel's nr_open
+            logger.warning("Cannot raise the limit of open files from %d to %d: %s", soft, hard, exc)
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def _uvicorn_server(app: HttpApp, drain_timeout: float, guard: ConnectionGuard) -> Any:
     import uvicorn
+
+    from neuropod.serving.http_guard import guarded_protocol
 
     config = uvicorn.Config(
         app,
+        http=guarded_protocol(guard),
+        ws="none",  # an upgrade to a WebSocket would leave the guard's sight
         lifespan="off",
         log_config=None,  # leave the application's logging alone
         access_log=False,
         proxy_headers=False,  # a middleware on every request otherwise
         server_header=False,
         timeout_graceful_shutdown=math.ceil(drain_timeout),
-        timeout_keep_alive=30,
+        backlog=_BACKLOG,
     )
     return uvicorn.Server(config)
 

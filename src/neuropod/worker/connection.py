@@ -31,8 +31,8 @@ CONNECT_TIMEOUT_S = 120.0
 #: The longest socket path the kernel takes (``sun_path`` holds 108 bytes with the final zero).
 MAX_SOCKET_PATH = 107
 # A worker's socket's name in its folder, without the random part.
-_NAME = "neuropod-worker-{pid}-{tag}.sock"
-_NAME_LENGTH = len(_NAME.format(pid="4194304", tag="0" * 12))
+_NAME = "worker-{tag}.sock"
+_NAME_LENGTH = len(_NAME.format(tag="0" * 12))
 
 
 def check_socket_folder(folder: str) -> None:
@@ -101,7 +101,7 @@ class _Listener:
     """A socket one worker connects to, in a folder of the application's choosing."""
 
     def __init__(self, folder: str):
-        self.path = os.path.join(folder, _NAME.format(pid=os.getpid(), tag=secrets.token_hex(6)))
+        self.path = os.path.join(folder, _NAME.format(tag=secrets.token_hex(6)))
         self.token = secrets.token_hex(16)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:

@@ -65,6 +65,8 @@ def main(argv: Sequence[str], *, sandboxed: bool = False, sandbox_error: str | N
         if sandbox_error is not None:
             from neuropod.errors import SandboxUnavailable
 
+            # Read first: a socket closed with a message unread resets the application's end.
+            _close_all(channel.recv()[1])
             channel.send((ERROR, describe(SandboxUnavailable(f"sandbox=True: {sandbox_error}"))))
             os._exit(1)
         worker = Worker.load(channel)

@@ -16,10 +16,10 @@ therefore loaded by path, on its own, by the worker's bootstrap (see ``process``
 half (``enter``) uses the standard library only, and the application's half imports neuropod
 where it needs it.
 
-The process that called ``unshare`` stays outside the new PID namespace; it forks the worker as
-its first process (PID 1), waits for it, and exits as it did. Each dies with its parent
-(``PR_SET_PDEATHSIG``), so killing the process the application started ends the worker too,
-and the worker's own children with it.
+The process that called ``unshare`` stays outside the new PID namespace; it forks the
+namespace's first process (PID 1), which sets up the mounts, forks the worker and reaps; the
+first exits as the worker did. Each dies with its parent (``PR_SET_PDEATHSIG``), so killing the
+process the application started ends the worker too, and the processes the model started.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import errno
 import json
 import os
 import signal
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,14 +119,21 @@ def sandbox_spec(
         if any(_inside(real, folder) for folder in every):
             keep.append(real)
     keep = _outermost(keep)
+    home = os.path.realpath(home)
+    outermost = _outermost(every)
     return json.dumps(
         {
             "parent": parent,
-            "home": os.path.realpath(home),
-            "hidden": _outermost(every),
+            "home": home,
+            "hidden": outermost,
             # A hidden folder inside one bound back (a home folder in a kept /tmp folder) is
-            # hidden again on top of it.
-            "hidden_again": [path for path in every if any(_inside(path, kept) for kept in keep)],
+            # hidden again on top of it; a home folder inside another hidden one gets its own
+            # empty tmpfs, so that the worker has a home.
+            "hidden_again": [
+                path
+                for path in every
+                if path not in outermost and (path == home or any(_inside(path, kept) for kept in keep))
+            ],
             "keep": keep,
         }
     )
@@ -159,8 +166,8 @@ def unavailable(message: str) -> Exception:
 def enter(spec_json: str) -> str | None:
     """Move this process into a sandbox, or say why not.
 
-    Returns ``None`` in the sandboxed worker (this process's child, PID 1 of its namespace);
-    this process itself waits for it and exits as it does. Returns the reason, without forking,
+    Returns ``None`` in the sandboxed worker (this process's grandchild, PID 2 of its
+    namespace); this process itself waits for it and exits as it does. Returns the reason, without forking,
     when the kernel refused.
     """
     spec = json.loads(spec_json)
@@ -179,18 +186,64 @@ def enter(spec_json: str) -> str | None:
         _write("/proc/self/gid_map", f"{gid} {gid} 1")
     except OSError as exc:
         return f"the worker's user namespace could not map its user ids: {exc}"
-    child = os.fork()
-    if child:
-        _wait_and_exit(child)
+    # PID 1 of the new namespace reaps what the model's processes leave and reports the worker's
+    # end through a pipe: the worker itself would be PID 1 otherwise, which ignores signals
+    # without a handler that it sends itself (a model's abort(), say).
+    status_read, status_write = os.pipe()
+    init = os.fork()
+    if init:
+        _keep(status_read, lambda: _report_end(init, status_read))
+    os.close(status_read)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     try:
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         _mount_view(libc, spec)
         _drop_privileges(libc)
     except OSError as exc:
+        os.close(status_write)
         return f"the worker's sandbox could not be set up: {exc}"
+    worker = os.fork()
+    if worker:
+        _keep(status_write, lambda: _reap(worker, status_write))
+    os.close(status_write)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     os.environ["TMPDIR"] = "/tmp"
     os.chdir("/tmp")  # the old working directory may be hidden; a process keeps its own
     return None
+
+
+def _keep(fd: int, then: Callable[[], None]) -> None:
+    """Close every descriptor but ``fd`` (the channel among them: the application must read
+    end-of-file when the worker dies), then run ``then``, which never returns."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.closerange(3, fd)
+    os.closerange(fd + 1, os.sysconf("SC_OPEN_MAX"))
+    then()
+
+
+def _reap(worker: int, status_write: int) -> None:
+    """PID 1: reap every process until the worker ends, then pass on its wait status."""
+    while True:
+        pid, status = os.wait()
+        if pid == worker:
+            os.write(status_write, str(status).encode())
+            os._exit(0)  # the kernel then kills what is left in the namespace
+
+
+def _report_end(init: int, status_read: int) -> None:
+    """Outside the namespace: wait for it to end, then exit as the worker did."""
+    _, status = os.waitpid(init, 0)
+    text = os.read(status_read, 32)
+    if text:
+        status = int(text)
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)  # so that the application reports the worker's signal
+        os._exit(128 + sig)
+    os._exit(os.waitstatus_to_exitcode(status))
 
 
 def _refused(code: int) -> str:
@@ -236,23 +289,6 @@ def _sysctl(name: str) -> str | None:
 def _write(path: str, text: str) -> None:
     with open(path, "w") as file:
         file.write(text)
-
-
-def _wait_and_exit(child: int) -> None:
-    """The process outside the PID namespace: hold no descriptor, wait, exit as the worker did."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # The channel among them: the application must read end-of-file when the worker dies.
-    os.closerange(3, os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 65536)
-    _, status = os.waitpid(child, 0)
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        signal.signal(sig, signal.SIG_DFL)
-        os.kill(os.getpid(), sig)  # so that the application reports the worker's signal
-        os._exit(128 + sig)
-    os._exit(os.waitstatus_to_exitcode(status))
 
 
 def _mount(libc: ctypes.CDLL, source: str | None, target: str, fstype: str | None, flags: int,
@@ -310,6 +346,7 @@ def _mount_view(libc: ctypes.CDLL, spec: dict[str, Any]) -> None:
         _mount(libc, f"/proc/self/fd/{fd}", path, None, _MS_BIND | _MS_REC)
         os.close(fd)
     for folder in spec["hidden_again"]:
+        os.makedirs(folder, exist_ok=True)
         _hide(libc, folder, home)
     for folder in spec["hidden"]:
         if folder not in _PRIVATE and folder != home:  # no new entries once the keeps are in

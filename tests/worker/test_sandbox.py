@@ -94,7 +94,10 @@ PROBES = ("connect", "write outside", "write package", "read home", "write temp"
 SPEC: dict[str, Any] = {
     "input_spec": [
         {"name": "x", "dtype": "float32", "shape": (None,)},
-        *({"name": n, "dtype": "string", "shape": (1,)} for n in ("mode", "port", "outside", "secret", "private")),
+        *(
+            {"name": n, "dtype": "string", "shape": (1,)}
+            for n in ("mode", "port", "outside", "secret", "private")
+        ),
     ],
     "output_spec": [
         {"name": "y", "dtype": "float32", "shape": (None,)},
@@ -154,8 +157,9 @@ def places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     return {"home": home, "secret": home / "secret.txt", "outside": outside / "written.txt"}
 
 
-def probe_inputs(model: Any, listener: socket.socket, places: dict[str, Path], private: str,
-                 mode: str = "probe") -> dict[str, np.ndarray]:
+def probe_inputs(
+    model: Any, listener: socket.socket, places: dict[str, Path], private: str, mode: str = "probe"
+) -> dict[str, np.ndarray]:
     x = model.allocate("x", (LARGE,))
     x[...] = np.arange(LARGE, dtype=np.float32)
     return {
@@ -243,7 +247,8 @@ def test_sandbox_file_system_is_read_only_where_visible(
     """Beyond the probe: a model writes nowhere but its private folders, nor undoes the mounts."""
     code = tmp_path / "code" / "fs_model"
     code.mkdir(parents=True)
-    (code / "__init__.py").write_text(textwrap.dedent("""
+    (code / "__init__.py").write_text(
+        textwrap.dedent("""
         import errno, os, subprocess
         import numpy as np
 
@@ -262,7 +267,8 @@ def test_sandbox_file_system_is_read_only_where_visible(
                 out.append([line for line in status.splitlines() if line.startswith("CapEff")][0].split()[1])
                 return {"out": np.array(out)}
             return fs
-    """))
+    """)
+    )
     create_python_neuropod(
         neuropod_path=tmp_path / "fs",
         model_name="fs",
@@ -308,7 +314,7 @@ def test_kernel_refusal_says_what_and_how_to_enable(probe_package: Path) -> None
         except Exception as exc:
             print(type(exc).__name__, exc)
     """)
-    command = f"echo 0 > /proc/sys/user/max_user_namespaces && exec {sys.executable} -c \"$0\""
+    command = f'echo 0 > /proc/sys/user/max_user_namespaces && exec {sys.executable} -c "$0"'
     result = subprocess.run(
         [unshare, "-Ur", "sh", "-c", command, script], capture_output=True, text=True, timeout=60
     )
@@ -358,8 +364,11 @@ def container(tmp_path: Path, probe_package: Path) -> Callable[[Path], list[str]
 
     def prefix(socket_folder: Path) -> list[str]:
         shared = [socket_folder, probe_package]
-        binds = " && ".join(f'mkdir -p "{p}" && mount --bind "{base}/{p.relative_to("/tmp")}" "{p}"' for p in shared)
-        script = f'mount --rbind /tmp {base} && mount -t tmpfs none /tmp && {binds} && umount -l {base} && exec "$@"'
+        binds = " && ".join(
+            f'mkdir -p "{p}" && mount --bind "{base}/{p.relative_to("/tmp")}" "{p}"' for p in shared
+        )
+        hide = f"mount --rbind /tmp {base} && mount -t tmpfs none /tmp"
+        script = f'{hide} && {binds} && umount -l {base} && exec "$@"'
         return [unshare, "-Urm", "--propagation", "private", "sh", "-c", script, "container"]
 
     return prefix
@@ -373,7 +382,9 @@ def test_worker_connects_by_path_from_its_own_mount_namespace(
     tmp_path: Path,
 ) -> None:
     folder = tmp_path / "sockets"
-    with load_neuropod(probe_package, use_ope=True, worker_socket=str(folder), worker_prefix=container(folder)) as model:
+    with load_neuropod(
+        probe_package, use_ope=True, worker_socket=str(folder), worker_prefix=container(folder)
+    ) as model:
         report = run_probe(model, listener, places)
         pid = model._backend.pids[0]  # type: ignore[union-attr]
         command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -412,4 +423,6 @@ def test_worker_socket_errors(probe_package: Path, tmp_path: Path) -> None:
         load_neuropod(probe_package, use_ope=True, worker_socket=str(blocker / "sub"))
     # A worker that exits before it connects (here: the prefix's command never runs it).
     with pytest.raises(WorkerCrashed, match=r"exited with status 1 before connecting to .*sockets"):
-        load_neuropod(probe_package, use_ope=True, worker_socket=str(tmp_path / "sockets"), worker_prefix=["false"])
+        load_neuropod(
+            probe_package, use_ope=True, worker_socket=str(tmp_path / "sockets"), worker_prefix=["false"]
+        )

@@ -23,8 +23,8 @@ from neuropod.backends.base import Backend
 from neuropod.errors import BackendUnavailable, InferenceError, OptionError
 from neuropod.model import ModelOptions
 from neuropod.package.package import Package
-from neuropod.worker.instances import Instance, InstancePool
 from neuropod.worker.connection import check_socket_folder
+from neuropod.worker.instances import Instance, InstancePool
 from neuropod.worker.options import LaunchOptions, WorkerOptions
 from neuropod.worker.pool import BufferPool
 from neuropod.worker.process import IMPORT_ROOT
@@ -122,7 +122,9 @@ class WorkerBackend(Backend):
     ):
         super().__init__(package, visible_gpu=visible_gpu)
         settings: WorkerOptions = WorkerOptions.parse(options)
-        launch = LaunchOptions(worker_prefix=worker_prefix, worker_socket=worker_socket, worker_python=worker_python)
+        launch = LaunchOptions(
+            worker_prefix=worker_prefix, worker_socket=worker_socket, worker_python=worker_python
+        )
         prefix = _prefix(worker_prefix)
         if not hasattr(os, "memfd_create"):
             raise BackendUnavailable(
@@ -131,6 +133,7 @@ class WorkerBackend(Backend):
         instances, timeout, max_restarts = settings.instances, settings.timeout, settings.max_restarts
         config = package.config
         self._name = config.name
+        accepted = ("visible_gpu", "use_ope", *ModelOptions.names(), *WorkerOptions.names())
         load = LoadSettings(
             root=str(package.root),
             path=str(package.path),
@@ -138,7 +141,7 @@ class WorkerBackend(Backend):
             options=dict(backend_options or {}),
             use_gpu=visible_gpu is not None,
             memory_limit=settings.memory_limit,
-            also_accepted=("visible_gpu", "use_ope", *ModelOptions.names(), *WorkerOptions.names(), *LaunchOptions.names()),
+            also_accepted=(*accepted, *LaunchOptions.names()),
             sys_path=() if python is not None else tuple(e for e in sys.path if isinstance(e, str)),
         )
         interpreter = launch.worker_python or (None if python is None else os.fspath(python))
@@ -167,8 +170,9 @@ class WorkerBackend(Backend):
 
         def start() -> WorkerSession:  # refers not to self, which the finalizer must not keep
             return WorkerSession(
-                load, pool, env, name, python=interpreter, prefix=prefix, sandbox=sandbox, socket_folder=worker_socket
-            )
+                load, pool, env, name,
+                python=interpreter, prefix=prefix, sandbox=sandbox, socket_folder=worker_socket,
+            )  # fmt: skip
 
         self._instances = [
             Instance(start, timeout=timeout, max_restarts=max_restarts, model=self._name)

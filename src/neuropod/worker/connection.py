@@ -76,8 +76,14 @@ def start_worker(
         channel, theirs = channel_pair()
         try:
             fd = theirs.fileno()
-            args = (str(fd), str(os.getpid()))
-            process = WorkerProcess(args, env, python=python, prefix=prefix, pass_fds=(fd,), sandbox=sandbox)
+            process = WorkerProcess(
+                (str(fd), str(os.getpid())),
+                env,
+                python=python,
+                prefix=prefix,
+                pass_fds=(fd,),
+                sandbox=sandbox,
+            )
         except BaseException:
             channel.close()
             raise
@@ -86,8 +92,9 @@ def start_worker(
         return channel, process
     listener = _Listener(socket_folder)
     try:
-        args = ("--connect", listener.path, listener.token)
-        process = WorkerProcess(args, env, python=python, prefix=prefix, sandbox=sandbox)
+        process = WorkerProcess(
+            ("--connect", listener.path, listener.token), env, python=python, prefix=prefix, sandbox=sandbox
+        )
         try:
             return listener.accept(process, model), process
         except BaseException:
@@ -183,7 +190,9 @@ def connect(path: str, token: str) -> Channel:
     make_roomy(sock)
     channel = Channel(sock)
     channel.send((HELLO, token))
-    threading.Thread(target=_exit_on_hangup, args=(sock.fileno(),), name="neuropod-hangup", daemon=True).start()
+    threading.Thread(
+        target=_exit_on_hangup, args=(sock.fileno(),), name="neuropod-hangup", daemon=True
+    ).start()
     return channel
 
 

@@ -47,7 +47,9 @@ FOLDER = Check(
     lambda v: v is None or (isinstance(v, str) and v.startswith("/") and "\0" not in v),
 )
 #: The check of ``worker_python``.
-PROGRAM = Check("None or a program name or path (str)", lambda v: v is None or (isinstance(v, str) and v.strip() != ""))
+PROGRAM = Check(
+    "None or a program name or path (str)", lambda v: v is None or (isinstance(v, str) and v.strip() != "")
+)
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,8 @@ class WorkerProcess:
         if sandbox is None:
             command = [*prefix, interpreter, "-c", _BOOTSTRAP, IMPORT_ROOT, *args]
         else:
-            command = [*prefix, interpreter, "-c", _SANDBOXED_BOOTSTRAP, IMPORT_ROOT, _SANDBOX_FILE, sandbox, *args]
+            bootstrap = [_SANDBOXED_BOOTSTRAP, IMPORT_ROOT, _SANDBOX_FILE, sandbox]
+            command = [*prefix, interpreter, "-c", *bootstrap, *args]
         environment = {**os.environ, **env}
         self._popen: subprocess.Popen[bytes] = _spawner.run(
             lambda: subprocess.Popen(

@@ -259,7 +259,8 @@ def _refused(code: int) -> str:
         )
     if _sysctl("kernel/unprivileged_userns_clone") == "0" and os.geteuid() != 0:
         reasons.append(
-            "kernel.unprivileged_userns_clone is 0: allow it with `sysctl -w kernel.unprivileged_userns_clone=1`"
+            "kernel.unprivileged_userns_clone is 0: allow it with "
+            "`sysctl -w kernel.unprivileged_userns_clone=1`"
         )
     if _sysctl("kernel/apparmor_restrict_unprivileged_userns") == "1":
         reasons.append(
@@ -291,8 +292,14 @@ def _write(path: str, text: str) -> None:
         file.write(text)
 
 
-def _mount(libc: ctypes.CDLL, source: str | None, target: str, fstype: str | None, flags: int,
-           data: str | None = None) -> None:
+def _mount(
+    libc: ctypes.CDLL,
+    source: str | None,
+    target: str,
+    fstype: str | None,
+    flags: int,
+    data: str | None = None,
+) -> None:
     def encode(text: str | None) -> bytes | None:
         return None if text is None else os.fsencode(text)
 
@@ -352,7 +359,17 @@ def _mount_view(libc: ctypes.CDLL, spec: dict[str, Any]) -> None:
         if folder not in _PRIVATE and folder != home:  # no new entries once the keeps are in
             _mount(libc, None, folder, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
     # The new PID namespace's own processes, not the host's.
-    _mount(libc, "proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
+    try:
+        _mount(libc, "proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
+    except OSError as exc:
+        if exc.errno != errno.EPERM:
+            raise
+        raise OSError(
+            exc.errno,
+            f"{exc.strerror}: the kernel lets a new /proc be mounted only where no part of /proc is "
+            "hidden, and a container runtime hides some by default (docker run --security-opt "
+            "systempaths=unconfined lifts that)",
+        ) from None
 
 
 def _hide(libc: ctypes.CDLL, folder: str, home: str) -> None:
@@ -361,11 +378,15 @@ def _hide(libc: ctypes.CDLL, folder: str, home: str) -> None:
 
 
 class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]  # noqa: RUF012
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
 
 
 class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]  # noqa: RUF012
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
 
 
 def _drop_privileges(libc: ctypes.CDLL) -> None:
@@ -384,4 +405,3 @@ def _drop_privileges(libc: ctypes.CDLL) -> None:
     if libc.capset(ctypes.byref(header), data) != 0:
         code = ctypes.get_errno()
         raise OSError(code, f"capset: {os.strerror(code)}")
-

@@ -426,3 +426,31 @@ def test_worker_socket_errors(probe_package: Path, tmp_path: Path) -> None:
         load_neuropod(
             probe_package, use_ope=True, worker_socket=str(tmp_path / "sockets"), worker_prefix=["false"]
         )
+
+
+def test_a_connection_without_the_token_is_turned_away(
+    probe_package: Path, listener: socket.socket, places: dict[str, Path], tmp_path: Path
+) -> None:
+    """Whoever can reach the socket folder cannot pose as the worker: a wrong token is hung up on."""
+    record = tmp_path / "rogue.txt"
+    rogue = tmp_path / "rogue.py"
+    rogue.write_text(
+        textwrap.dedent(f"""
+        import marshal, os, socket, sys
+        path = sys.argv[sys.argv.index("--connect") + 1]
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        sock.connect(path)
+        sock.send(marshal.dumps(("hello", "not the token")))
+        with open({str(record)!r}, "w") as file:
+            file.write("hung up" if sock.recv(100) == b"" else "answered")
+        sock.close()
+        os.execv(sys.argv[1], sys.argv[1:])  # then the real worker connects
+    """)
+    )
+    folder = tmp_path / "sockets"
+    prefix = [sys.executable, str(rogue)]
+    with load_neuropod(probe_package, use_ope=True, worker_socket=str(folder), worker_prefix=prefix) as model:
+        run_probe(model, listener, places)  # the real worker answers
+    assert record.read_text() == "hung up"
+    accepted(listener)
+    (probe_package / "0" / "data" / "written.txt").unlink()

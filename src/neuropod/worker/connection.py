@@ -114,6 +114,7 @@ class _Listener:
         try:
             self._sock.bind(self.path)
             self._sock.listen(4)
+            self._sock.setblocking(False)  # a connection may vanish between poll and accept
         except BaseException:
             self.close()
             raise
@@ -125,7 +126,11 @@ class _Listener:
             ready = _wait_readable(self._sock, process, deadline)
             if not ready:
                 raise self._failed(process, model, deadline)
-            sock, _ = self._sock.accept()
+            try:
+                sock, _ = self._sock.accept()
+            except BlockingIOError:
+                continue
+            sock.setblocking(True)
             make_roomy(sock)
             channel = Channel(sock)
             try:

@@ -431,20 +431,22 @@ def test_worker_socket_errors(probe_package: Path, tmp_path: Path) -> None:
 def test_a_connection_without_the_token_is_turned_away(
     probe_package: Path, listener: socket.socket, places: dict[str, Path], tmp_path: Path
 ) -> None:
-    """Whoever can reach the socket folder cannot pose as the worker: a wrong token is hung up on."""
+    """Whoever can reach the socket folder cannot pose as the worker: a wrong token is hung up on.
+    Then ``python -m neuropod.worker --connect PATH TOKEN`` connects, as a container would run it."""
     record = tmp_path / "rogue.txt"
     rogue = tmp_path / "rogue.py"
     rogue.write_text(
         textwrap.dedent(f"""
         import marshal, os, socket, sys
-        path = sys.argv[sys.argv.index("--connect") + 1]
+        connect = sys.argv.index("--connect")
+        path = sys.argv[connect + 1]
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         sock.connect(path)
         sock.send(marshal.dumps(("hello", "not the token")))
         with open({str(record)!r}, "w") as file:
             file.write("hung up" if sock.recv(100) == b"" else "answered")
         sock.close()
-        os.execv(sys.argv[1], sys.argv[1:])  # then the real worker connects
+        os.execv(sys.executable, [sys.executable, "-m", "neuropod.worker", *sys.argv[connect:]])
     """)
     )
     folder = tmp_path / "sockets"

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from neuropod import load_neuropod
-from neuropod.errors import InferenceTimeout, OptionError, SandboxUnavailable, WorkerCrashed
+from neuropod.errors import InferenceTimeout, OptionError, SandboxUnavailable, ValidationError, WorkerCrashed
 from neuropod.packagers import create_python_neuropod
 from tests.worker.ope_models import children, process_gone
 
@@ -72,8 +72,20 @@ PROBE = """
         return connect
 
 
+    class _Escape:
+        # Unpickling it makes a folder: how a hostile model would run code in the application.
+
+        def __init__(self, path):
+            self.path = path
+
+        def __reduce__(self):
+            return (os.mkdir, (self.path,))
+
+
     def get_model(data_dir):
         def probe(x, mode, port, outside, secret, private):
+            if mode[0] == "escape":
+                return {"y": _Escape(str(outside[0]) + ".escaped")}
             if mode[0] == "sleep":
                 time.sleep(60)
             if mode[0] == "abort":
@@ -300,6 +312,21 @@ def test_sandboxed_worker_timeout_and_crash_end_every_process(
         assert all(process_gone(pid, 5.0) for pid in (outer, init, worker))
         with pytest.raises(WorkerCrashed, match="SIGABRT"):  # the worker's signal, not its keeper's
             model.infer(probe_inputs(model, listener, places, "unused", mode="abort"))
+
+
+def test_an_untrusted_worker_cannot_run_code_in_the_application_through_pickle(
+    sandbox_works: None, probe_package: Path, listener: socket.socket, places: dict[str, Path]
+) -> None:
+    marker = Path(str(places["outside"]) + ".escaped")
+    trusted = load_neuropod(probe_package, use_ope=True)  # its worker's values are unpickled
+    with trusted, pytest.raises(ValidationError, match=r"Tensor 'y' .* but was of type NoneType"):
+        trusted.infer(probe_inputs(trusted, listener, places, "unused", mode="escape"))
+    assert marker.is_dir()  # the folder os.mkdir made in the application, when unpickled
+    marker.rmdir()
+    sandboxed = load_neuropod(probe_package, use_ope=True, sandbox=True)
+    with sandboxed, pytest.raises(ValidationError, match=r"Tensor 'y' .* but was of type SandboxedPickle"):
+        sandboxed.infer(probe_inputs(sandboxed, listener, places, "unused", mode="escape"))
+    assert not marker.exists()
 
 
 def test_kernel_refusal_says_what_and_how_to_enable(probe_package: Path) -> None:

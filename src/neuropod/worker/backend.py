@@ -53,7 +53,9 @@ class WorkerBackend(Backend):
     all. Outputs larger than 64 KB come back as arrays that view shared memory, which stays
     valid as long as they (or views of them) live, after ``close`` too; smaller ones are copied.
     Strings travel as numpy's fixed-width unicode; values that are not arrays (a model's
-    mistake) are pickled, so the model object reports them as it would in process.
+    mistake) are pickled, so the model object reports them as it would in process (except from
+    a sandboxed worker, or one connected by path, whose pickles the application does not load:
+    it reports them as ``SandboxedPickle``).
 
     A worker that dies fails the call it was running with ``WorkerCrashed`` (a call sent to a
     worker that had died while idle goes to a new one instead); a call that outlives

@@ -66,6 +66,8 @@ class WorkerSession:
         self._evictions_seen = pool.evictions
         self._spin = True  # whether the worker's last turn was short enough to wait for awake
         self._last_reply = 0.0
+        # What a sandboxed worker, or one in a container, sends may be hostile: no unpickling.
+        self._trusted = sandbox is None and socket_folder is None
         self._arena = SharedBuffer.create(ARENA_SIZE)
         try:
             self._channel, self.process = start_worker(
@@ -172,7 +174,7 @@ class WorkerSession:
             gone = self._mapped.pop(block_id, None)
             if gone is not None:
                 gone.close()
-        outputs, used = decode(descriptors, self._find, keep=True)
+        outputs, used = decode(descriptors, self._find, keep=True, unpickle=self._trusted)
         for block in used:
             if not block.leased:
                 self._unleased.append(block)

@@ -12,9 +12,8 @@ namespaces as any descriptor does.
 The namespaces are made with ``unshare(2)`` (through ``ctypes``: ``os.unshare`` is new in Python
 3.12) in the worker's interpreter before it imports anything but the standard library, since a
 process that runs threads (numpy's BLAS starts some) cannot enter a user namespace. This file is
-therefore loaded by path, on its own, by the worker's bootstrap (see ``process``): the worker's
-half (``enter``) uses the standard library only, and the application's half imports neuropod
-where it needs it.
+therefore loaded by path, on its own, by the worker's bootstrap (see ``process``), and uses the
+standard library only.
 
 The process that called ``unshare`` stays outside the new PID namespace; it forks the
 namespace's first process (PID 1), which sets up the mounts, forks the worker and reaps; the
@@ -152,13 +151,6 @@ def _outermost(paths: Iterable[str]) -> list[str]:
     return out
 
 
-def unavailable(message: str) -> Exception:
-    """The application's exception for a worker's report that it could not enter its sandbox."""
-    from neuropod.errors import SandboxUnavailable
-
-    return SandboxUnavailable(message)
-
-
 # ---------------------------------------------------------------------------------------------
 # The worker's half: standard library only, run before anything starts a thread.
 
@@ -167,8 +159,9 @@ def enter(spec_json: str) -> str | None:
     """Move this process into a sandbox, or say why not.
 
     Returns ``None`` in the sandboxed worker (this process's grandchild, PID 2 of its
-    namespace); this process itself waits for it and exits as it does. Returns the reason, without forking,
-    when the kernel refused.
+    namespace); this process itself waits for it and exits as it does. Returns the reason when
+    the kernel refused, to the process that is to report it (this one, or PID 1 of the new
+    namespace when a mount failed) and exit.
     """
     spec = json.loads(spec_json)
     libc = ctypes.CDLL(None, use_errno=True)

@@ -16,7 +16,12 @@ drift in the machine's speed hits all alike; the table shows median milliseconds
 Then a GIL-bound model (a pure-Python loop of about 2 ms) called from 2 threads: in process,
 and out of process with 1 and 2 instances (calls per second).
 
-    python bench/ope.py [--quick]
+Last, what ``sandbox=True`` costs (see docs/sandbox.md): the same models out of process with
+and without the sandbox, per call (it should add nothing: the namespaces are set up once, when
+the worker starts) and per start (``load_neuropod`` until the worker is ready), medians of
+alternating loads.
+
+    python bench/ope.py [--quick] [--sandbox-only]
 
 Targets (issue 4): at most 30 us added for add; OPE / in-process at most 1.10 for image and
 64 MB with allocated inputs; 2 instances at least 1.8x the throughput of 1 on 2 cores.
@@ -192,6 +197,52 @@ def measure(
         return medians(calls, count)
 
 
+def sandbox_cost(path: Path, inputs: dict[str, np.ndarray], count: int, starts: int) -> dict[str, float]:
+    """Median seconds per call and per start of one case, out of process without and with the sandbox."""
+    result: dict[str, float] = {}
+    with load_neuropod(path, use_ope=True) as plain, load_neuropod(path, use_ope=True, sandbox=True) as boxed:
+        shared = {}
+        for label, model in (("OPE", plain), ("OPE sandbox", boxed)):
+            shared[label] = {name: model.allocate(name, array.shape) for name, array in inputs.items()}
+            for name, array in inputs.items():
+                shared[label][name][...] = array
+        calls = {
+            "OPE": lambda: plain.infer(inputs),
+            "OPE sandbox": lambda: boxed.infer(inputs),
+            "OPE allocate": lambda: plain.infer(shared["OPE"]),
+            "OPE allocate sandbox": lambda: boxed.infer(shared["OPE sandbox"]),
+        }
+        result.update(medians(calls, count))
+    times: dict[str, list[float]] = {"start": [], "start sandbox": []}
+    for _ in range(starts):
+        for label, options in (("start", {}), ("start sandbox", {"sandbox": True})):
+            begin = time.perf_counter()
+            load_neuropod(path, use_ope=True, **options).close()
+            times[label].append(time.perf_counter() - begin)
+    result.update({label: statistics.median(values) for label, values in times.items()})
+    return result
+
+
+def sandbox_table(root: Path, quick: bool) -> None:
+    """Print what sandbox=True costs per call and per start."""
+    rows = []
+    for label, function, spec, inputs in CASES[:2]:
+        path = root / function
+        if not path.exists():
+            path = package(root, function, spec)
+        count = (300 if quick else 20000) if function == "add" else (10 if quick else 60)
+        rows.append((label, sandbox_cost(path, inputs, count, 3 if quick else 10)))
+    print("\nsandbox=True: median ms per call, and per start (load_neuropod until the worker is ready)\n")
+    keys = ["OPE", "OPE sandbox", "OPE allocate", "OPE allocate sandbox", "start", "start sandbox"]
+    print("| case | " + " | ".join(keys) + " | added per call, us | added per start, ms |")
+    print("|" + "---|" * (len(keys) + 3))
+    for label, m in rows:
+        cells = [label, *(f"{m[k] * 1e3:.3f}" for k in keys[:4]), *(f"{m[k] * 1e3:.0f}" for k in keys[4:])]
+        cells.append(f"{(m['OPE sandbox'] - m['OPE']) * 1e6:.0f}")
+        cells.append(f"{(m['start sandbox'] - m['start']) * 1e3:.0f}")
+        print("| " + " | ".join(cells) + " |")
+
+
 def throughput(model: NeuropodModel, n: np.ndarray, threads: int, seconds: float) -> float:
     """Calls per second of ``threads`` threads calling ``model`` for ``seconds``."""
     counts = [0] * threads
@@ -216,7 +267,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="fewer calls (a smoke run)")
+    parser.add_argument("--sandbox-only", action="store_true", help="only what sandbox=True costs")
     args = parser.parse_args()
+    if args.sandbox_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            sandbox_table(Path(tmp), args.quick)
+        return
     rounds = {"add (4 x f32)": 300 if args.quick else 20000}
 
     context = multiprocessing.get_context("spawn")
@@ -272,6 +328,8 @@ def main() -> None:
         one = results["OPE instances=1, 2 threads"]
         for variant, rate in results.items():
             print(f"| {variant} | {rate:.0f} | {rate / one:.2f}x |")
+
+        sandbox_table(root, args.quick)
 
     parent_end.close()
     pipe_process.join(5)

@@ -272,7 +272,7 @@ def test_unknown_option_is_an_error_naming_it(tmp_path, private_tmp):
     assert str(info.value) == (
         "load_neuropod() got unknown option(s) 'also_bogus', 'bogus' for platform 'echo'; "
         "accepted options: visible_gpu, use_ope, require_all_inputs, scale, environment, env_cache, "
-        "env_progress, worker_prefix"
+        "env_progress, worker_prefix, worker_socket, worker_python"
     )
     assert isinstance(info.value, TypeError)
     assert EchoBackend.instances == []

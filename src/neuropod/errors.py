@@ -22,6 +22,7 @@
     ├── WorkerCrashed (RuntimeError)         the worker process running the model died (``use_ope=True``)
     │   └── WorkerGone                       it had died before the call reached it (the call is retried)
     ├── InferenceTimeout (TimeoutError)      a call outlived its timeout; the worker was killed
+    ├── SandboxUnavailable (RuntimeError)    ``sandbox=True``, but the kernel refused the worker's namespaces
     ├── ModelClosedError (RuntimeError)      the model was used after ``close``
     ├── EnvironmentBuildError (RuntimeError) an isolated environment could not be built (uv's reason)
     ├── DatasetError (ValueError)            a batch run's dataset or output folder is unusable
@@ -73,6 +74,7 @@ __all__ = [
     "ProtocolError",
     "RemoteTraceback",
     "RequirementsError",
+    "SandboxUnavailable",
     "ServingError",
     "SpecError",
     "TestDataMismatch",
@@ -176,6 +178,11 @@ class InferenceTimeout(NeuropodError, TimeoutError):
     The worker was killed (a hung model cannot be interrupted otherwise); the next call starts a
     fresh one.
     """
+
+
+class SandboxUnavailable(NeuropodError, RuntimeError):
+    """A worker could not enter its sandbox (``sandbox=True``): the message names the system call
+    the kernel refused, and the setting that forbids it with how to change it."""
 
 
 class ModelClosedError(NeuropodError, RuntimeError):

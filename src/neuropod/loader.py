@@ -44,9 +44,9 @@ def load_neuropod(
             for its options).
         visible_gpu: ``None`` to run on the CPU, else the index of the GPU to run on.
         use_ope: run the model in worker processes of its own (out-of-process execution),
-            which then also takes the options ``instances``, ``timeout``, ``max_restarts`` and
-            ``memory_limit`` (see ``neuropod.worker.WorkerBackend``); the platform backend's
-            options are checked here and passed on to the workers.
+            which then also takes the options ``instances``, ``timeout``, ``max_restarts``,
+            ``memory_limit`` and ``sandbox`` (see ``neuropod.worker.WorkerBackend``); the
+            platform backend's options are checked here and passed on to the workers.
         **options: ``require_all_inputs=True`` makes every input of the spec mandatory (the
             original allowed missing inputs, and so does the default); backends add options
             of their own (see the README). Version selection: a package that the running

@@ -243,7 +243,7 @@ def test_unknown_options_are_rejected_by_name_before_a_worker_starts(addition_pa
     assert str(error.value) == (
         "load_neuropod() got unknown option(s) 'colour' for platform 'python'; accepted options: "
         "visible_gpu, use_ope, require_all_inputs, instances, max_restarts, memory_limit, timeout, "
-        "environment, env_cache, env_progress, worker_prefix"
+        "sandbox, environment, env_cache, env_progress, worker_prefix, worker_socket, worker_python"
     )
 
 

@@ -19,7 +19,8 @@ with the server's default options, or a folder of its own holding a package and 
         "options": {                   keyword arguments of load_neuropod, e.g.
             "use_ope": true,           run the model in worker processes of its own,
             "instances": 2,            this many of them,
-            "timeout": 10.0            and kill a call that takes longer
+            "timeout": 10.0,           kill a call that takes longer,
+            "sandbox": true            and run them sandboxed (docs/sandbox.md)
         },
         "concurrency": 2,              calls run at once (default: max_batch_size with dynamic
                                        batching, else "instances", else 1)

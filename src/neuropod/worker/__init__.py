@@ -12,7 +12,9 @@
                     │   └── remote_errors.py   exceptions: same type, message, traceback
                     ├── tensors    tensors.py  arrays into shared blocks and back
                     │   └── BufferPool / SharedBuffer  pool.py, shm.py  memfd blocks
+                    ├── start_worker   connection.py  inherited channel, or a socket path
                     └── WorkerProcess  process.py  start, kill, reap
+                        └── sandbox.py  namespaces of its own (sandbox=True)
     worker process: main.py runs the package's platform backend
 
 Nothing here imports a deep learning framework; the worker imports the one its model needs.

@@ -23,10 +23,13 @@ from neuropod.backends.base import Backend
 from neuropod.errors import BackendUnavailable, InferenceError, OptionError
 from neuropod.model import ModelOptions
 from neuropod.package.package import Package
+from neuropod.worker.connection import check_socket_folder
 from neuropod.worker.instances import Instance, InstancePool
-from neuropod.worker.options import COMMAND, WorkerOptions
+from neuropod.worker.options import LaunchOptions, WorkerOptions
 from neuropod.worker.pool import BufferPool
+from neuropod.worker.process import IMPORT_ROOT
 from neuropod.worker.protocol import LoadSettings
+from neuropod.worker.sandbox import sandbox_spec
 from neuropod.worker.session import WorkerSession
 from neuropod.worker.shm import buffer_of
 from neuropod.worker.tensors import wire_array
@@ -50,7 +53,9 @@ class WorkerBackend(Backend):
     all. Outputs larger than 64 KB come back as arrays that view shared memory, which stays
     valid as long as they (or views of them) live, after ``close`` too; smaller ones are copied.
     Strings travel as numpy's fixed-width unicode; values that are not arrays (a model's
-    mistake) are pickled, so the model object reports them as it would in process.
+    mistake) are pickled, so the model object reports them as it would in process (except from
+    a sandboxed worker, or one connected by path, whose pickles the application does not load:
+    it reports them as ``SandboxedPickle``).
 
     A worker that dies fails the call it was running with ``WorkerCrashed`` (a call sent to a
     worker that had died while idle goes to a new one instead); a call that outlives
@@ -84,11 +89,22 @@ class WorkerBackend(Backend):
             ``["env", "OMP_NUM_THREADS=1"]``. It must run the command as its own process or a
             child that keeps inherited descriptors (the worker's channel is one) and the same
             shared memory. Default: ``NEUROPOD_WORKER_PREFIX`` split as a shell would, if set.
+        worker_socket: a folder (created if missing) where the application listens for each
+            worker on a Unix socket of its own: the worker connects by path and receives every
+            descriptor over that socket, so ``worker_prefix`` may start it anywhere that mounts
+            the folder at the same path, a container for instance (see ``docs/sandbox.md``).
+        worker_python: the worker's interpreter as ``worker_prefix``'s command finds it
+            (``"python3"`` in a container); it overrides ``python``.
+
+    ``sandbox=True`` (a ``WorkerOptions`` option) runs each worker in new user, mount, network
+    and PID namespaces: no network, the file system read-only, the caller's home and ``/root``
+    hidden, a private ``/tmp`` (see ``neuropod.worker.sandbox``).
 
     Raises:
         BackendUnavailable: not on Linux.
         OptionError: an invalid option, or one the platform backend does not take.
         WorkerCrashed: a worker died while loading the model.
+        SandboxUnavailable: ``sandbox=True``, and the kernel refused the namespaces (says why).
         Exception: what loading the model raised in the worker (same type and message).
     """
 
@@ -102,10 +118,15 @@ class WorkerBackend(Backend):
         backend_options: Mapping[str, Any] | None = None,
         python: str | os.PathLike[str] | None = None,
         worker_prefix: Sequence[str] | None = None,
+        worker_socket: str | None = None,
+        worker_python: str | None = None,
         **options: Any,
     ):
         super().__init__(package, visible_gpu=visible_gpu)
         settings: WorkerOptions = WorkerOptions.parse(options)
+        launch = LaunchOptions(
+            worker_prefix=worker_prefix, worker_socket=worker_socket, worker_python=worker_python
+        )
         prefix = _prefix(worker_prefix)
         if not hasattr(os, "memfd_create"):
             raise BackendUnavailable(
@@ -114,6 +135,7 @@ class WorkerBackend(Backend):
         instances, timeout, max_restarts = settings.instances, settings.timeout, settings.max_restarts
         config = package.config
         self._name = config.name
+        accepted = ("visible_gpu", "use_ope", *ModelOptions.names(), *WorkerOptions.names())
         load = LoadSettings(
             root=str(package.root),
             path=str(package.path),
@@ -121,10 +143,23 @@ class WorkerBackend(Backend):
             options=dict(backend_options or {}),
             use_gpu=visible_gpu is not None,
             memory_limit=settings.memory_limit,
-            also_accepted=("visible_gpu", "use_ope", *ModelOptions.names(), *WorkerOptions.names()),
+            also_accepted=(*accepted, *LaunchOptions.names()),
             sys_path=() if python is not None else tuple(e for e in sys.path if isinstance(e, str)),
         )
-        interpreter = None if python is None else os.fspath(python)
+        interpreter = launch.worker_python or (None if python is None else os.fspath(python))
+        if worker_socket is not None:
+            check_socket_folder(worker_socket)
+        sandbox = None
+        if settings.sandbox:
+            sandbox = sandbox_spec(
+                package_root=str(package.root),
+                interpreter=(shutil.which(interpreter) or interpreter) if interpreter else sys.executable,
+                import_root=IMPORT_ROOT,
+                sys_path=load.sys_path,
+                extra=[] if worker_socket is None else [worker_socket],
+                # A worker connecting by path may be started by a process of the prefix's.
+                parent=os.getpid() if worker_socket is None else None,
+            )
         try:
             pickle.dumps(load)
         except Exception as exc:
@@ -136,7 +171,10 @@ class WorkerBackend(Backend):
         name = self._name
 
         def start() -> WorkerSession:  # refers not to self, which the finalizer must not keep
-            return WorkerSession(load, pool, env, name, python=interpreter, prefix=prefix)
+            return WorkerSession(
+                load, pool, env, name,
+                python=interpreter, prefix=prefix, sandbox=sandbox, socket_folder=worker_socket,
+            )  # fmt: skip
 
         self._instances = [
             Instance(start, timeout=timeout, max_restarts=max_restarts, model=self._name)
@@ -248,7 +286,6 @@ def _close(instances: list[Instance], pool: BufferPool) -> None:
 
 
 def _prefix(given: Sequence[str] | None) -> tuple[str, ...]:
-    COMMAND("worker_prefix", given)
     if given is None:
         return tuple(shlex.split(os.environ.get(PREFIX_ENV_VAR, "")))
     prefix = tuple(given)

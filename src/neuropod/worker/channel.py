@@ -65,10 +65,15 @@ def channel_pair() -> tuple[Channel, socket.socket]:
     """A channel for this process and the socket to hand to the other one."""
     mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     for sock in (mine, theirs):
-        # Where refused, the system default (about 200 KB) still carries every normal message.
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 2 * MAX_MESSAGE)
+        make_roomy(sock)
     return Channel(mine), theirs
+
+
+def make_roomy(sock: socket.socket) -> None:
+    """Let ``sock`` hold the largest message (a socket connected by path, too)."""
+    # Where refused, the system default (about 200 KB) still carries every normal message.
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 2 * MAX_MESSAGE)
 
 
 class Channel:

@@ -1,8 +1,9 @@
 """The worker process: load one model, then answer calls until the application goes away.
 
-Started by ``process.WorkerProcess`` as ``python -c ... FD PARENT_PID``. It exits when its
-channel reaches end-of-file (the application closed the model, or died) and, should the
-application die while the model is busy, by the parent-death signal it asks the kernel for.
+Started by ``process.WorkerProcess`` as ``python -c ... FD PARENT_PID`` (or ``--connect PATH
+TOKEN``, see ``connection``). It exits when its channel reaches end-of-file (the application
+closed the model, or died) and, should the application die while the model is busy, by the
+parent-death signal it asks the kernel for.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from neuropod.options import split_options
 from neuropod.package.package import Package
 from neuropod.spec.validation import TensorValidator
 from neuropod.worker.channel import SPIN_S, Channel, ChannelClosed, current_cpu
+from neuropod.worker.connection import connect
 from neuropod.worker.pool import BufferPool
 from neuropod.worker.protocol import ERROR, INFER, LOAD, OK, READY, RECEIVER, LoadSettings
 from neuropod.worker.remote_errors import describe
@@ -36,17 +38,37 @@ from neuropod.worker.tensors import ARENA_SIZE, SMALL, decode, encode
 _PR_SET_PDEATHSIG = 1
 
 
-def main(argv: Sequence[str]) -> None:
-    """Serve one model over the channel whose descriptor is ``argv[0]``; never returns."""
-    fd, parent = int(argv[0]), int(argv[1])
-    _die_with_parent(parent)
+def main(argv: Sequence[str], *, sandboxed: bool = False, sandbox_error: str | None = None) -> None:
+    """Serve one model; never returns.
+
+    Args:
+        argv: ``FD PARENT_PID``, the inherited channel and the application's process id, or
+            ``--connect PATH TOKEN``, the socket to connect to and what to say there (see
+            ``connection``).
+        sandboxed: whether the worker runs in a sandbox (``sandbox.enter``), whose PID
+            namespace hides its parent.
+        sandbox_error: why the worker could not enter its sandbox: it reports that and exits.
+    """
+    if argv and argv[0] == "--connect":
+        _die_with_parent(None)
+        channel = connect(argv[1], argv[2])
+    else:
+        fd, parent = int(argv[0]), int(argv[1])
+        _die_with_parent(None if sandboxed else parent)
+        os.set_inheritable(fd, False)  # processes the model starts must not keep the channel open
+        channel = Channel(socket.socket(fileno=fd))
     # Ctrl-C in a terminal reaches the whole process group; it is the application's to handle.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     faulthandler.enable()  # a crash prints the model's Python stack on the inherited stderr
-    os.set_inheritable(fd, False)  # processes the model starts must not keep the channel open
-    channel = Channel(socket.socket(fileno=fd))
     status = 0
     try:
+        if sandbox_error is not None:
+            from neuropod.errors import SandboxUnavailable
+
+            # Read first: a socket closed with a message unread resets the application's end.
+            _close_all(channel.recv()[1])
+            channel.send((ERROR, describe(SandboxUnavailable(f"sandbox=True: {sandbox_error}"))))
+            os._exit(1)
         worker = Worker.load(channel)
         if worker is None:
             status = 1
@@ -65,14 +87,15 @@ def main(argv: Sequence[str]) -> None:
     os._exit(status)
 
 
-def _die_with_parent(parent: int) -> None:
+def _die_with_parent(parent: int | None) -> None:
+    """Ask for SIGKILL when the parent ends; exit now if it is not ``parent`` (``None``: unknown)."""
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)
             libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         except (OSError, AttributeError):
             pass  # end-of-file on the channel still ends the worker once it is idle
-    if os.getppid() != parent:  # the application died before the signal was armed
+    if parent is not None and os.getppid() != parent:  # the application died before the signal was armed
         os._exit(1)
 
 

@@ -26,34 +26,57 @@ import neuropod
 #: How long a closed worker may take to exit before it is killed.
 EXIT_GRACE_S = 5.0
 
-# The directory neuropod is imported from, appended (never prepended) to the worker's path
-# so that a worker finds neuropod even when the application put it on sys.path itself.
-_IMPORT_ROOT = str(Path(neuropod.__file__).resolve().parent.parent)
+#: The directory neuropod is imported from, appended (never prepended) to the worker's path
+#: so that a worker finds neuropod even when the application put it on sys.path itself.
+IMPORT_ROOT = str(Path(neuropod.__file__).resolve().parent.parent)
 _BOOTSTRAP = (
     "import sys; sys.path.append(sys.argv.pop(1)); "
     "from neuropod.worker.main import main; main(sys.argv[1:])"
 )
+# A sandboxed worker enters its namespaces before it imports neuropod (whose numpy starts
+# threads): the sandbox's file is loaded by path, on its own (see ``sandbox``).
+_SANDBOXED_BOOTSTRAP = (
+    "import sys, importlib.util as u; sys.path.append(sys.argv.pop(1)); "
+    "s = u.spec_from_file_location('neuropod_worker_sandbox', sys.argv.pop(1)); "
+    "m = u.module_from_spec(s); s.loader.exec_module(m); e = m.enter(sys.argv.pop(1)); "
+    "from neuropod.worker.main import main; main(sys.argv[1:], sandboxed=True, sandbox_error=e)"
+)
+_SANDBOX_FILE = str(Path(__file__).resolve().with_name("sandbox.py"))
 
 
 class WorkerProcess:
     """A running worker interpreter and what it takes to wait for it and clean it up.
 
     Args:
-        fd: the worker's end of the channel, passed on as its first argument.
+        args: the worker's arguments (see ``main``): its end of the channel and this process's
+            id, or ``--connect`` and the socket it connects to.
         env: variables to set in the worker's environment.
         python: the worker's interpreter (default: the application's, ``sys.executable``).
         prefix: a command the worker's command line is appended to, e.g. ``["taskset", "-c", "0"]``.
+        pass_fds: descriptors the worker inherits (its end of the channel).
+        sandbox: the worker's sandbox (``sandbox.sandbox_spec``), or ``None`` to run it unconfined.
     """
 
     def __init__(
-        self, fd: int, env: Mapping[str, str], *, python: str | None = None, prefix: Sequence[str] = ()
+        self,
+        args: Sequence[str],
+        env: Mapping[str, str],
+        *,
+        python: str | None = None,
+        prefix: Sequence[str] = (),
+        pass_fds: Sequence[int] = (),
+        sandbox: str | None = None,
     ):
         interpreter = python or sys.executable
-        command = [*prefix, interpreter, "-c", _BOOTSTRAP, _IMPORT_ROOT, str(fd), str(os.getpid())]
+        if sandbox is None:
+            command = [*prefix, interpreter, "-c", _BOOTSTRAP, IMPORT_ROOT, *args]
+        else:
+            bootstrap = [_SANDBOXED_BOOTSTRAP, IMPORT_ROOT, _SANDBOX_FILE, sandbox]
+            command = [*prefix, interpreter, "-c", *bootstrap, *args]
         environment = {**os.environ, **env}
         self._popen: subprocess.Popen[bytes] = _spawner.run(
             lambda: subprocess.Popen(
-                command, pass_fds=(fd,), env=environment, stdin=subprocess.DEVNULL
+                command, pass_fds=tuple(pass_fds), env=environment, stdin=subprocess.DEVNULL
             )
         )
         self.pid = self._popen.pid
@@ -68,6 +91,10 @@ class WorkerProcess:
     def returncode(self) -> int | None:
         """The exit status once reaped (negative: killed by that signal), else ``None``."""
         return self._popen.returncode
+
+    def poll(self) -> int | None:
+        """Reap the worker if it has exited; its ``returncode``."""
+        return self._popen.poll()
 
     def kill(self) -> None:
         """Kill the worker at once and reap it."""

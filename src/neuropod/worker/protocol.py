@@ -9,6 +9,8 @@ Every message is a tuple whose first item is its kind::
         closing the socket                      the worker closes its backend and exits
 
     worker -> application
+        (HELLO, token)                          first, from a worker that connected by path
+                                                (``connection``): proves it is the one started
         (READY, pid, arena)
         (OK, tensors, new_blocks, forget, busy, cpu)
         (ERROR, error)                          see ``remote_errors.describe``
@@ -41,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 LOAD = "load"
+HELLO = "hello"
 READY = "ready"
 INFER = "infer"
 OK = "ok"

@@ -20,9 +20,9 @@ import numpy as np
 
 from neuropod.errors import InferenceTimeout, WorkerCrashed
 from neuropod.errors import WorkerGone as WorkerGone  # re-exported: its old home
-from neuropod.worker.channel import SPIN_S, ChannelClosed, channel_pair, current_cpu
+from neuropod.worker.channel import SPIN_S, ChannelClosed, current_cpu
+from neuropod.worker.connection import start_worker
 from neuropod.worker.pool import BufferPool
-from neuropod.worker.process import WorkerProcess
 from neuropod.worker.protocol import ERROR, INFER, LOAD, READY, RECEIVER, SENDER, LoadSettings
 from neuropod.worker.remote_errors import rebuild
 from neuropod.worker.shm import SharedBuffer, buffer_of, data_offset
@@ -39,6 +39,9 @@ class WorkerSession:
         model: the model's name, for messages.
         python: the worker's interpreter (default: the application's).
         prefix: a command the worker's command line is appended to.
+        sandbox: the worker's sandbox (see ``sandbox``), or ``None``.
+        socket_folder: the folder of the socket the worker connects to (see ``connection``),
+            or ``None``: it inherits its channel.
     """
 
     def __init__(
@@ -50,6 +53,8 @@ class WorkerSession:
         *,
         python: str | None = None,
         prefix: Sequence[str] = (),
+        sandbox: str | None = None,
+        socket_folder: str | None = None,
     ):
         self.model = model
         self.platform = settings.platform
@@ -61,16 +66,16 @@ class WorkerSession:
         self._evictions_seen = pool.evictions
         self._spin = True  # whether the worker's last turn was short enough to wait for awake
         self._last_reply = 0.0
+        # What a sandboxed worker, or one in a container, sends may be hostile: no unpickling.
+        self._trusted = sandbox is None and socket_folder is None
         self._arena = SharedBuffer.create(ARENA_SIZE)
-        self._channel, theirs = channel_pair()
         try:
-            self.process = WorkerProcess(theirs.fileno(), env, python=python, prefix=prefix)
+            self._channel, self.process = start_worker(
+                env, model, python=python, prefix=prefix, sandbox=sandbox, socket_folder=socket_folder
+            )
         except BaseException:
-            self._channel.close()
             self._arena.close()
             raise
-        finally:
-            theirs.close()
         self.alive = True
         self._poller = select.poll()
         self._poller.register(self._channel.fileno(), select.POLLIN)
@@ -169,7 +174,7 @@ class WorkerSession:
             gone = self._mapped.pop(block_id, None)
             if gone is not None:
                 gone.close()
-        outputs, used = decode(descriptors, self._find, keep=True)
+        outputs, used = decode(descriptors, self._find, keep=True, unpickle=self._trusted)
         for block in used:
             if not block.leased:
                 self._unleased.append(block)

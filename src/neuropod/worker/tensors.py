@@ -103,8 +103,26 @@ def encode(
     return descriptors, block
 
 
+class SandboxedPickle:
+    """A value that is not an array, from a worker the application does not trust (sandboxed,
+    or connected by path): unpickling runs code the sender chooses, so it stays unpickled, and
+    the model's output check rejects it by this type's name.
+
+    Attributes:
+        nbytes: the size of the pickle.
+    """
+
+    __slots__ = ("nbytes",)
+
+    def __init__(self, nbytes: int):
+        self.nbytes = nbytes
+
+    def __repr__(self) -> str:
+        return f"<a value that is not an array, not unpickled from an untrusted worker: {self.nbytes} bytes>"
+
+
 def decode(
-    descriptors: list[Descriptor], find: Find, *, keep: bool
+    descriptors: list[Descriptor], find: Find, *, keep: bool, unpickle: bool = True
 ) -> tuple[dict[str, Any], list[SharedBuffer]]:
     """Rebuild the tensors ``encode`` described.
 
@@ -114,6 +132,7 @@ def decode(
         keep: ``False`` gives plain views, valid while the blocks are not reused (the worker's
             inputs, for one call); ``True`` gives arrays the application may keep: small ones
             are copies, large ones view their block through a lease.
+        unpickle: whether to unpickle values that are not arrays (else ``SandboxedPickle``).
 
     Returns:
         The tensors, and the sender's pooled blocks they came in.
@@ -128,7 +147,10 @@ def decode(
         if owner == SENDER and block not in used:
             used.append(block)
         if dtype_str == PICKLED:
-            tensors[name] = pickle.loads(block.mmap[offset : offset + shape[0]])
+            if unpickle:
+                tensors[name] = pickle.loads(block.mmap[offset : offset + shape[0]])
+            else:
+                tensors[name] = SandboxedPickle(int(shape[0]))
             continue
         dtype = _dtype(dtype_str)
         if not keep:

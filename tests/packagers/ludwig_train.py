@@ -42,8 +42,7 @@ CONFIG = {
     "input_features": [
         {"name": "x", "type": "number"},
         {"name": "color", "type": "category"},
-        {"name": "words", "type": "text", "encoder": {"type": "parallel_cnn", "embedding_size": 8,
-                                                      "num_filters": 8, "output_size": 8}},
+        {"name": "words", "type": "text", "encoder": {"type": "embed", "embedding_size": 8}},
         {"name": "flag", "type": "binary"},
     ],
     "output_features": [
@@ -52,7 +51,7 @@ CONFIG = {
         {"name": "positive", "type": "binary"},
     ],
     "combiner": {"type": "concat", "output_size": 16},
-    "trainer": {"epochs": 2, "batch_size": 64, "learning_rate": 0.01},
+    "trainer": {"epochs": 4, "batch_size": 32, "learning_rate": 0.02},
 }
 
 

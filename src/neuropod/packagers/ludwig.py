@@ -128,7 +128,7 @@ def create_ludwig_neuropod(
     """
     report = progress or _log_only
     saved = SavedModel.read(ludwig_model_path)
-    torch_version = _installed_torch()
+    _installed_torch()
     environment = None
     python: str
     if ludwig_python is not None:
@@ -136,7 +136,8 @@ def create_ludwig_neuropod(
     elif _ludwig_installed_here():
         python = sys.executable
     else:
-        environment = _ludwig_environment(torch_version, env_cache, offline, report)
+        report("ludwig 0.11 is not installed here: the export runs in an environment of its own")
+        environment = ludwig_environment(env_cache=env_cache, offline=offline, progress=report)
         python = str(environment.python)
     try:
         with tempfile.TemporaryDirectory(prefix="neuropod-ludwig-") as tmp:
@@ -180,17 +181,41 @@ def _ludwig_installed_here() -> bool:
     return tuple(release[:2]) in SUPPORTED_SERIES
 
 
-def _ludwig_environment(
-    torch_version: str, env_cache: str | os.PathLike[str] | None, offline: bool, report: ProgressCallback
+def ludwig_environment(
+    *,
+    env_cache: str | os.PathLike[str] | None = None,
+    offline: bool = False,
+    progress: ProgressCallback | None = None,
 ) -> Environment:
-    """The isolated environment with Ludwig and this environment's torch (and numpy) versions."""
+    """The isolated environment the export runs in when Ludwig is not installed here.
+
+    It holds ludwig 0.11.0 with this environment's torch and numpy versions (torch from PyPI,
+    so that torchvision and torchaudio load beside it), and is built with uv on first use and
+    cached (see ``neuropod.environments``). Its ``python`` can also train models.
+
+    Args:
+        env_cache: the environment cache directory (default: ``$NEUROPOD_ENV_CACHE``, else
+            ``~/.cache/neuropod/envs``).
+        offline: build from uv's cache only, never the network.
+        progress: called with each step.
+
+    Returns:
+        The environment, held until its ``close``.
+
+    Raises:
+        BackendUnavailable: torch is not installed here, or uv is needed and missing.
+        EnvironmentBuildError: uv failed (the message quotes it).
+    """
+    report = progress or _log_only
     # The same torch release as here, so that the module it saves loads here.
-    lock = RequirementLock.parse(f"{LUDWIG_REQUIREMENT}\ntorch=={torch_version}\n", "the Ludwig export's requirements")
+    lock = RequirementLock.parse(
+        f"{LUDWIG_REQUIREMENT}\ntorch=={_installed_torch()}\n", "the Ludwig export's requirements"
+    )
     spec = EnvironmentSpec.for_lock(lock)
     cache = EnvironmentCache(env_cache)
     if not cache.is_complete(spec.key):
         report(
-            f"ludwig is not installed here: building an environment with {', '.join(spec.packages)} "
+            f"building an environment with {', '.join(spec.packages)} for the Ludwig export "
             f"(once; about 6 GB and 170 packages, which takes minutes)"
         )
     return ensure_environment(spec, cache, progress=report, offline=offline)
@@ -205,15 +230,12 @@ def _run_export(python: str, model: Path, out: Path, *, isolated: bool, report: 
     report(f"exporting {model} with {python}")
     errors_path = out.parent / "export-stderr.txt"
     try:
-        with errors_path.open("w+", encoding="utf-8", errors="replace") as errors:
-            process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=errors,
-                text=True,
-                env=env,
-            )
+        with (
+            errors_path.open("w+", encoding="utf-8", errors="replace") as errors,
+            subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors, text=True, env=env
+            ) as process,
+        ):
             try:
                 assert process.stdout is not None
                 for line in process.stdout:
@@ -225,7 +247,6 @@ def _run_export(python: str, model: Path, out: Path, *, isolated: bool, report: 
                 code = process.wait()
             except BaseException:
                 process.kill()
-                process.wait()
                 raise
             errors.seek(0)
             tail = errors.read().splitlines()[-ERROR_TAIL_LINES:]

@@ -86,11 +86,15 @@ class SavedModel:
         if not isinstance(config, dict):
             raise PackageError(f"{folder / CONFIG_FILE} holds a {type(config).__name__}, not a Ludwig config")
         version = config.get("ludwig_version")
-        found = f"version {version}" if isinstance(version, str) else "an unknown version (no ludwig_version)"
+        found = (
+            f"Ludwig version {version}"
+            if isinstance(version, str)
+            else f"an unknown Ludwig version (its {CONFIG_FILE} has no ludwig_version)"
+        )
         match = _VERSION.match(version) if isinstance(version, str) else None
         if match is None or (int(match[1]), int(match[2])) not in SUPPORTED_SERIES:
             raise PackageError(
-                f"The Ludwig model at {folder} was saved by Ludwig {found}; the exporter supports models "
+                f"The Ludwig model at {folder} was saved by {found}; the exporter supports models "
                 f"saved by Ludwig {SUPPORTED_TEXT} (it exports with {LUDWIG_REQUIREMENT}, the last release "
                 f"with to_torchscript). Retrain or re-save the model with Ludwig {SUPPORTED_TEXT}"
             )

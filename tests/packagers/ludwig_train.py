@@ -33,7 +33,15 @@ def synthetic(rows: int, seed: int) -> pd.DataFrame:
     score = 2.0 * x + flag.astype(np.float32) + np.array([len(t) for t in text]) / 10.0
     positive = (x > 0) ^ flag
     return pd.DataFrame(
-        {"x": x, "color": color, "words": text, "flag": flag, "label": label, "score": score, "positive": positive}
+        {
+            "x": x,
+            "color": color,
+            "words": text,
+            "flag": flag,
+            "label": label,
+            "score": score,
+            "positive": positive,
+        }
     )
 
 
@@ -69,7 +77,9 @@ def main(out: Path) -> None:
     )
     model.save(str(out / "model"))
     rows = synthetic(7, seed=1)
-    predicted, _ = model.predict(dataset=rows, skip_save_predictions=True, output_directory=str(out / "predict"))
+    predicted, _ = model.predict(
+        dataset=rows, skip_save_predictions=True, output_directory=str(out / "predict")
+    )
     print(predicted.dtypes, predicted.head(), file=sys.stderr)
     columns = {}
     for feature in ("label", "score", "positive"):

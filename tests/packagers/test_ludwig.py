@@ -41,7 +41,9 @@ def fake_saved_model(folder: Path, config: dict[str, Any]) -> Path:
     return folder
 
 
-def config(version: str | None = "0.11.0", input_type: str = "number", output_type: str = "binary") -> dict[str, Any]:
+def config(
+    version: str | None = "0.11.0", input_type: str = "number", output_type: str = "binary"
+) -> dict[str, Any]:
     out: dict[str, Any] = {
         "input_features": [{"name": "x", "type": input_type}],
         "output_features": [{"name": "y", "type": output_type}],
@@ -57,18 +59,30 @@ def config(version: str | None = "0.11.0", input_type: str = "number", output_ty
 def test_a_folder_that_is_not_a_ludwig_model_is_refused(tmp_path: Path) -> None:
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "model_weights").write_bytes(b"")
-    with pytest.raises(PackageError, match=r"is not a saved Ludwig model: it has no model_hyperparameters\.json"):
-        create_ludwig_neuropod(neuropod_path=tmp_path / "out.zip", model_name="m", ludwig_model_path=tmp_path / "model")
+    with pytest.raises(
+        PackageError, match=r"is not a saved Ludwig model: it has no model_hyperparameters\.json"
+    ):
+        create_ludwig_neuropod(
+            neuropod_path=tmp_path / "out.zip", model_name="m", ludwig_model_path=tmp_path / "model"
+        )
     with pytest.raises(PackageError, match="is not a directory"):
-        create_ludwig_neuropod(neuropod_path=tmp_path / "out.zip", model_name="m", ludwig_model_path=tmp_path / "nope")
+        create_ludwig_neuropod(
+            neuropod_path=tmp_path / "out.zip", model_name="m", ludwig_model_path=tmp_path / "nope"
+        )
     assert not (tmp_path / "out.zip").exists()
 
 
 @pytest.mark.parametrize(
     ("version", "found"),
-    [("0.10.3", "Ludwig version 0.10.3"), ("0.12.1", "Ludwig version 0.12.1"), (None, "an unknown Ludwig version")],
+    [
+        ("0.10.3", "Ludwig version 0.10.3"),
+        ("0.12.1", "Ludwig version 0.12.1"),
+        (None, "an unknown Ludwig version"),
+    ],
 )
-def test_a_model_saved_by_an_unsupported_ludwig_version_is_refused(tmp_path: Path, version: str | None, found: str) -> None:
+def test_a_model_saved_by_an_unsupported_ludwig_version_is_refused(
+    tmp_path: Path, version: str | None, found: str
+) -> None:
     model = fake_saved_model(tmp_path / "model", config(version))
     with pytest.raises(PackageError, match=rf"saved by {found}.*supports models saved by Ludwig 0\.11\.x"):
         create_ludwig_neuropod(neuropod_path=tmp_path / "out.zip", model_name="m", ludwig_model_path=model)
@@ -77,11 +91,23 @@ def test_a_model_saved_by_an_unsupported_ludwig_version_is_refused(tmp_path: Pat
 @pytest.mark.parametrize(
     ("input_type", "output_type", "message"),
     [
-        ("image", "binary", r"Input feature 'x' .* of type 'image'; the exporter supports input features of type binary, category, number, text"),
-        ("number", "text", r"Output feature 'y' .* of type 'text'; the exporter supports output features of type binary, category, number"),
+        (
+            "image",
+            "binary",
+            r"Input feature 'x' .* of type 'image'; the exporter supports input features of type "
+            r"binary, category, number, text",
+        ),
+        (
+            "number",
+            "text",
+            r"Output feature 'y' .* of type 'text'; the exporter supports output features of type "
+            r"binary, category, number",
+        ),
     ],
 )
-def test_a_feature_type_without_a_mapping_is_refused(tmp_path: Path, input_type: str, output_type: str, message: str) -> None:
+def test_a_feature_type_without_a_mapping_is_refused(
+    tmp_path: Path, input_type: str, output_type: str, message: str
+) -> None:
     model = fake_saved_model(tmp_path / "model", config(input_type=input_type, output_type=output_type))
     with pytest.raises(PackageError, match=message):
         create_ludwig_neuropod(neuropod_path=tmp_path / "out.zip", model_name="m", ludwig_model_path=model)
@@ -94,7 +120,9 @@ def test_a_config_that_is_not_json_is_refused(tmp_path: Path) -> None:
         create_ludwig_neuropod(neuropod_path=tmp_path / "out.zip", model_name="m", ludwig_model_path=model)
 
 
-def test_the_command_line_reports_an_unsupported_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_command_line_reports_an_unsupported_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     model = fake_saved_model(tmp_path / "model", config("0.9.0"))
     code = cli_main(["ludwig", "--ludwig_model_path", str(model), "--neuropod_path", str(tmp_path / "out")])
     assert code == 2
@@ -145,7 +173,13 @@ def test_a_trained_ludwig_model_runs_without_ludwig_as_ludwig_predicts(trained: 
     with np.load(trained / "predictions.npz") as saved:
         expected = {name: saved[name] for name in saved.files}
     assert sorted(expected) == sorted(
-        ["label_predictions", "label_probabilities", "score_predictions", "positive_predictions", "positive_probabilities"]
+        [
+            "label_predictions",
+            "label_probabilities",
+            "score_predictions",
+            "positive_predictions",
+            "positive_probabilities",
+        ]
     )
     for use_ope in (False, True):
         with load_neuropod(package, use_ope=use_ope) as model:
@@ -155,9 +189,11 @@ def test_a_trained_ludwig_model_runs_without_ludwig_as_ludwig_predicts(trained: 
                 "words": ("string", ["batch"]), "flag": ("bool", ["batch"]),
             }  # fmt: skip
             assert {s["name"]: (s["dtype"], s["shape"]) for s in model.outputs} == {
-                "label_predictions": ("string", ["batch"]), "label_probabilities": ("float32", ["batch", 3]),
+                "label_predictions": ("string", ["batch"]),
+                "label_probabilities": ("float32", ["batch", 3]),
                 "score_predictions": ("float32", ["batch"]),
-                "positive_predictions": ("bool", ["batch"]), "positive_probabilities": ("float32", ["batch", 2]),
+                "positive_predictions": ("bool", ["batch"]),
+                "positive_probabilities": ("float32", ["batch", 2]),
             }  # fmt: skip
             out = model.infer(inputs)
         assert sorted(out) == sorted(expected)
@@ -189,11 +225,16 @@ def test_the_command_line_packages_a_directory_that_passes_its_self_test(
 
 
 @pytest.mark.slow
-def test_a_model_saved_by_another_ludwig_version_is_refused_by_its_real_files(trained: Path, tmp_path: Path) -> None:
+def test_a_model_saved_by_another_ludwig_version_is_refused_by_its_real_files(
+    trained: Path, tmp_path: Path
+) -> None:
     model = shutil.copytree(trained / "model", tmp_path / "model")
     settings = json.loads((model / "model_hyperparameters.json").read_text())
     assert settings["ludwig_version"] == "0.11.0"
     settings["ludwig_version"] = "0.12.0"
     (model / "model_hyperparameters.json").write_text(json.dumps(settings))
-    with pytest.raises(PackageError, match=r"saved by Ludwig version 0\.12\.0; the exporter supports models saved by Ludwig 0\.11\.x"):
+    with pytest.raises(
+        PackageError,
+        match=r"saved by Ludwig version 0\.12\.0; the exporter supports models saved by Ludwig 0\.11\.x",
+    ):
         create_ludwig_neuropod(neuropod_path=tmp_path / "out.zip", model_name="m", ludwig_model_path=model)

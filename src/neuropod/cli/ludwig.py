@@ -55,7 +55,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--ludwig-python", metavar="PYTHON", help="a Python with ludwig 0.11 installed, to export with "
         "instead of an isolated environment",
     )  # fmt: skip
-    parser.add_argument("--env-cache", metavar="DIR", help="the environment cache (default: $NEUROPOD_ENV_CACHE)")
+    parser.add_argument(
+        "--env-cache", metavar="DIR", help="the environment cache (default: $NEUROPOD_ENV_CACHE)"
+    )
     parser.add_argument(
         "--offline", action="store_true", help="build the environment from uv's cache only, never the network"
     )

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +87,6 @@ def main(argv: list[str]) -> None:
 
 def _flat_outputs_module(torch: Any) -> Any:
     """The wrapper class (made here: torch is imported only in Ludwig's Python)."""
-    from typing import Dict, List, Tuple, Union  # noqa: UP035 - TorchScript reads these names
 
     class FlatOutputs(torch.nn.Module):  # type: ignore[misc]
         """Ludwig's inference module with its nested outputs flattened to ``<feature>_<key>``."""
@@ -99,9 +97,9 @@ def _flat_outputs_module(torch: Any) -> Any:
 
         def forward(
             self,
-            inputs: Dict[str, Union[torch.Tensor, List[Tuple[torch.Tensor, int]], List[torch.Tensor], List[str]]],  # noqa: UP006, UP007
-        ) -> Dict[str, Any]:  # noqa: UP006
-            flat: Dict[str, Any] = {}  # noqa: UP006
+            inputs: dict[str, torch.Tensor | list[tuple[torch.Tensor, int]] | list[torch.Tensor] | list[str]],
+        ) -> dict[str, Any]:
+            flat: dict[str, Any] = {}
             for feature, values in self.inner(inputs).items():
                 for key, value in values.items():
                     flat[feature + "_" + key] = value
@@ -147,7 +145,9 @@ def _to_numpy(np: Any, torch: Any, name: str, value: Any) -> Any:
         return value.detach().cpu().numpy()
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
         return np.asarray(value, dtype=str)
-    raise PackageError(f"Ludwig's output '{name}' is a {type(value).__name__}, not a tensor or a list of strings")
+    raise PackageError(
+        f"Ludwig's output '{name}' is a {type(value).__name__}, not a tensor or a list of strings"
+    )
 
 
 def _output_spec(saved: SavedModel, arrays: dict[str, Any]) -> list[dict[str, Any]]:

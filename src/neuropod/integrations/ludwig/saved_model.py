@@ -11,6 +11,7 @@ is built) and in the Ludwig environment alike.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -63,7 +64,7 @@ class SavedModel:
     ludwig_version: str
 
     @classmethod
-    def read(cls, path: str | Path) -> SavedModel:
+    def read(cls, path: str | os.PathLike[str]) -> SavedModel:
         """Read and check the saved model at ``path``.
 
         Raises:
@@ -72,12 +73,17 @@ class SavedModel:
         """
         folder = Path(path)
         if not folder.is_dir():
-            raise PackageError(f"ludwig_model_path {folder} is not a directory (expected a saved Ludwig model)")
-        missing = [name for name in (CONFIG_FILE, METADATA_FILE, WEIGHTS_FILE) if not (folder / name).exists()]
+            raise PackageError(
+                f"ludwig_model_path {folder} is not a directory (expected a saved Ludwig model)"
+            )
+        missing = [
+            name for name in (CONFIG_FILE, METADATA_FILE, WEIGHTS_FILE) if not (folder / name).exists()
+        ]
         if missing:
             raise PackageError(
-                f"ludwig_model_path {folder} is not a saved Ludwig model: it has no {' and no '.join(missing)} "
-                f"(give the folder LudwigModel.save wrote, or the 'model' folder of a training run)"
+                f"ludwig_model_path {folder} is not a saved Ludwig model: it has no "
+                f"{' and no '.join(missing)} (give the folder LudwigModel.save wrote, or the 'model' "
+                f"folder of a training run)"
             )
         try:
             config = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
@@ -92,7 +98,11 @@ class SavedModel:
             else f"an unknown Ludwig version (its {CONFIG_FILE} has no ludwig_version)"
         )
         match = _VERSION.match(version) if isinstance(version, str) else None
-        if match is None or (int(match[1]), int(match[2])) not in SUPPORTED_SERIES:
+        if (
+            not isinstance(version, str)
+            or match is None
+            or (int(match[1]), int(match[2])) not in SUPPORTED_SERIES
+        ):
             raise PackageError(
                 f"The Ludwig model at {folder} was saved by {found}; the exporter supports models "
                 f"saved by Ludwig {SUPPORTED_TEXT} (it exports with {LUDWIG_REQUIREMENT}, the last release "
@@ -105,9 +115,13 @@ class SavedModel:
 
     def _features(self, kind: str) -> list[dict[str, Any]]:
         features = self.config.get(kind)
-        if not isinstance(features, list) or not features or not all(
-            isinstance(f, dict) and isinstance(f.get("name"), str) and isinstance(f.get("type"), str)
-            for f in features
+        if (
+            not isinstance(features, list)
+            or not features
+            or not all(
+                isinstance(f, dict) and isinstance(f.get("name"), str) and isinstance(f.get("type"), str)
+                for f in features
+            )
         ):
             raise PackageError(f"{self.path / CONFIG_FILE}: {kind} must be a list of {{name, type}} features")
         return features

@@ -130,6 +130,29 @@ def test_the_command_line_reports_an_unsupported_model(
     assert not (tmp_path / "out").exists()
 
 
+def test_an_export_that_fails_is_reported_with_its_output(tmp_path: Path) -> None:
+    """A Python without Ludwig: the export starts for real and fails importing it."""
+    model = fake_saved_model(tmp_path / "model", config())
+    with pytest.raises(
+        PackageError, match=r"(?s)Exporting the Ludwig model at .* failed.*No module named 'ludwig'"
+    ):
+        create_ludwig_neuropod(
+            neuropod_path=tmp_path / "out.zip",
+            model_name="m",
+            ludwig_model_path=model,
+            ludwig_python=sys.executable,
+            progress=None,
+        )
+    with pytest.raises(PackageError, match=r"ludwig_python .*no-such-python cannot be run"):
+        create_ludwig_neuropod(
+            neuropod_path=tmp_path / "out.zip",
+            model_name="m",
+            ludwig_model_path=model,
+            ludwig_python=tmp_path / "no-such-python",
+        )
+    assert not (tmp_path / "out.zip").exists()
+
+
 # --- the real thing (slow: an environment with Ludwig, cached after its first build) ---
 
 
@@ -211,13 +234,17 @@ def test_a_trained_ludwig_model_runs_without_ludwig_as_ludwig_predicts(trained: 
 def test_the_command_line_packages_a_directory_that_passes_its_self_test(
     trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Exporting with ``--ludwig-python``: the isolated environment's Python, named explicitly."""
     package = tmp_path / "tiny"
+    environment = ludwig_environment()
+    environment.close()
     code = cli_main(
-        ["ludwig", "-m", str(trained / "model"), "-n", str(package), "-nm", "tiny_cli", "--package_as_dir"]
-    )
+        ["ludwig", "-m", str(trained / "model"), "-n", str(package), "-nm", "tiny_cli", "--package_as_dir",
+         "--ludwig-python", str(environment.python)]
+    )  # fmt: skip
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    assert "neuropod: exporting" in captured.err
+    assert f"neuropod: exporting {trained / 'model'} with {environment.python}" in captured.err
     assert package.is_dir()
     assert cli_main(["test", str(package)]) == 0
     with load_neuropod(package) as model:

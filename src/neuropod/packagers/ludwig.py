@@ -4,7 +4,7 @@
 
     create_ludwig_neuropod(ludwig_model_path=...)
     ├── saved_model.py   is it a saved Ludwig model, of a supported version? (no Ludwig needed)
-    ├── a Python with Ludwig: this one if it has ludwig 0.11, else an isolated environment
+    ├── a Python with Ludwig: ludwig_python, or this one if it has ludwig 0.11, else an isolated environment
     │   (``neuropod.environments``: built once with uv, cached, shared between processes)
     ├── export.py        run by that Python: LudwigModel.to_torchscript, flattened outputs,
     │                    the problem definition and test data
@@ -89,8 +89,8 @@ def create_ludwig_neuropod(
       ``string`` when trained on non-boolean labels, number: ``float32``), and
       ``<feature>_probabilities`` for category and binary (``float32 ["batch", classes]``).
 
-    Ludwig runs in a separate process: this environment's Python when it has ludwig 0.11
-    installed, else ``ludwig_python`` when given, else an isolated environment with ludwig
+    Ludwig runs in a separate process: ``ludwig_python`` when given, else this environment's
+    Python when it has ludwig 0.11 installed, else an isolated environment with ludwig
     0.11.0 and this environment's torch version, built with uv on first use (about 6 GB,
     170 packages; cached in the environment cache, see ``neuropod env list``).
 
@@ -142,7 +142,7 @@ def create_ludwig_neuropod(
     try:
         with tempfile.TemporaryDirectory(prefix="neuropod-ludwig-") as tmp:
             exported = Path(tmp)
-            _run_export(python, saved.path, exported, isolated=environment is not None, report=report)
+            _run_export(python, saved.path, exported, isolated=python != sys.executable, report=report)
             _package(neuropod_path, model_name, exported, common, report)
     finally:
         if environment is not None:
@@ -224,7 +224,7 @@ def ludwig_environment(
 def _run_export(python: str, model: Path, out: Path, *, isolated: bool, report: ProgressCallback) -> None:
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
     if isolated:
-        # The environment has its own packages; the application's path would shadow them.
+        # Another Python has its own packages; the application's path would shadow them.
         env.pop("PYTHONPATH", None)
     command = [python, "-c", _BOOTSTRAP, _IMPORT_ROOT, str(model), str(out)]
     report(f"exporting {model} with {python}")

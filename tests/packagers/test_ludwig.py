@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from neuropod import PackageError
+from neuropod import OptionError, PackageError
 from neuropod.cli.main import main as cli_main
 from neuropod.loader import load_neuropod
 from neuropod.packagers import create_ludwig_neuropod
@@ -111,6 +111,19 @@ def test_a_feature_type_without_a_mapping_is_refused(
     model = fake_saved_model(tmp_path / "model", config(input_type=input_type, output_type=output_type))
     with pytest.raises(PackageError, match=message):
         create_ludwig_neuropod(neuropod_path=tmp_path / "out.zip", model_name="m", ludwig_model_path=model)
+
+
+def test_wrong_arguments_are_refused_before_any_export(tmp_path: Path) -> None:
+    model = fake_saved_model(tmp_path / "model", config())
+    with pytest.raises(
+        OptionError, match=r"create_ludwig_neuropod\(\) got unknown keyword argument\(s\) 'input_spec'"
+    ):
+        create_ludwig_neuropod(
+            neuropod_path=tmp_path / "out.zip", model_name="m", ludwig_model_path=model, input_spec=[]
+        )
+    (tmp_path / "taken.zip").write_bytes(b"")
+    with pytest.raises(PackageError, match=r"taken\.zip already exists"):
+        create_ludwig_neuropod(neuropod_path=tmp_path / "taken.zip", model_name="m", ludwig_model_path=model)
 
 
 def test_a_config_that_is_not_json_is_refused(tmp_path: Path) -> None:

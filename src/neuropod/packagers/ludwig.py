@@ -41,7 +41,7 @@ from neuropod.integrations.ludwig.export import (
 from neuropod.integrations.ludwig.saved_model import LUDWIG_REQUIREMENT, SUPPORTED_SERIES, SavedModel
 from neuropod.package import layout
 from neuropod.package.builder import PackageBuilder
-from neuropod.packagers.common import CommonArgs, create_package
+from neuropod.packagers.common import CommonArgs, check_common_args, create_package
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # in typing from Python 3.11
@@ -119,14 +119,18 @@ def create_ludwig_neuropod(
             vocabularies and normalization, with the outputs Ludwig's module gave for them.
 
     Raises:
-        PackageError: the path is not a saved Ludwig model, it was saved by an unsupported
-            Ludwig version, a feature type has no mapping, or the export failed (the message
-            quotes it).
+        PackageError: ``neuropod_path`` exists, the model path is not a saved Ludwig model, it
+            was saved by an unsupported Ludwig version, a feature type has no mapping, or the
+            export failed (the message quotes it).
+        OptionError: an unknown keyword argument (``input_spec`` and ``output_spec`` included:
+            they come from the model).
         BackendUnavailable: torch is not installed here, or uv is needed and missing.
         EnvironmentBuildError: building the Ludwig environment failed (the message quotes uv).
         TestDataMismatch: the package's outputs differ from the export's.
     """
     report = progress or _log_only
+    check_common_args("create_ludwig_neuropod", common)
+    PackageBuilder.check_path(neuropod_path)  # before minutes of work, not after
     saved = SavedModel.read(ludwig_model_path)
     _installed_torch()
     environment = None
@@ -141,7 +145,7 @@ def create_ludwig_neuropod(
         python = str(environment.python)
     try:
         with tempfile.TemporaryDirectory(prefix="neuropod-ludwig-") as tmp:
-            exported = Path(tmp)
+            exported = Path(tmp) / "export"
             _run_export(python, saved.path, exported, isolated=python != sys.executable, report=report)
             _package(neuropod_path, model_name, exported, common, report)
     finally:
@@ -228,7 +232,7 @@ def _run_export(python: str, model: Path, out: Path, *, isolated: bool, report: 
         env.pop("PYTHONPATH", None)
     command = [python, "-c", _BOOTSTRAP, _IMPORT_ROOT, str(model), str(out)]
     report(f"exporting {model} with {python}")
-    errors_path = out.parent / "export-stderr.txt"
+    errors_path = out.parent / "export-stderr.txt"  # beside out, in the packager's temporary folder
     try:
         with (
             errors_path.open("w+", encoding="utf-8", errors="replace") as errors,

@@ -20,7 +20,7 @@ from types import FrameType
 from typing import NoReturn
 
 from neuropod import __version__
-from neuropod.cli import env, infer, inspect, placeholder, platforms, run, serve, test
+from neuropod.cli import env, infer, inspect, ludwig, placeholder, platforms, run, serve, test
 from neuropod.cli.errors import CommandError
 from neuropod.cli.output import one_line
 from neuropod.errors import NeuropodError
@@ -28,7 +28,7 @@ from neuropod.errors import NeuropodError
 PROG = "neuropod"
 
 #: The command modules, in the order ``--help`` lists them.
-COMMANDS = (inspect, infer, run, test, placeholder, platforms, serve, env)
+COMMANDS = (inspect, infer, run, test, placeholder, ludwig, platforms, serve, env)
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2

@@ -47,15 +47,25 @@ class PackageBuilder(Closing):
         PackageError: ``neuropod_path`` already exists.
     """
 
+    @staticmethod
+    def check_path(neuropod_path: str | os.PathLike[str]) -> Path:
+        """``neuropod_path`` made absolute, checked to be free (for packagers with slow work to do first).
+
+        Raises:
+            PackageError: ``neuropod_path`` already exists.
+        """
+        path = Path(neuropod_path).absolute()
+        if path.exists() or path.is_symlink():
+            raise PackageError(f"The neuropod path {path} already exists; choose a new path")
+        return path
+
     def __init__(
         self,
         neuropod_path: str | os.PathLike[str],
         package_as_zip: bool = True,
         zip_compression: int = zipfile.ZIP_DEFLATED,
     ):
-        self.path = Path(neuropod_path).absolute()
-        if self.path.exists() or self.path.is_symlink():
-            raise PackageError(f"The neuropod path {self.path} already exists; choose a new path")
+        self.path = self.check_path(neuropod_path)
         if zip_compression not in _COMPRESSIONS:
             raise PackageError(
                 f"zip_compression must be a zipfile compression method, got {zip_compression!r}"

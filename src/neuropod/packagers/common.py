@@ -59,6 +59,17 @@ def one_source(packager: str, sources: Mapping[str, tuple[Any, str]]) -> str:
     return given[0]
 
 
+def check_common_args(packager: str, common: Mapping[str, Any]) -> None:
+    """Refuse keywords that are not ``CommonArgs`` (``create_package`` does it too).
+
+    Raises:
+        OptionError: ``common`` holds a keyword no packager takes; the message names it.
+    """
+    unknown = sorted(set(common) - COMMON_ARGS)
+    if unknown:
+        raise OptionError(f"{packager}() got unknown keyword argument(s) {', '.join(map(repr, unknown))}")
+
+
 def create_package(
     packager: str,
     platform: str,
@@ -87,11 +98,7 @@ def create_package(
             nothing is left behind.
         TestDataMismatch: the self-test's outputs differ; the package is removed.
     """
-    unknown = sorted(set(common) - COMMON_ARGS)
-    if unknown:
-        raise OptionError(
-            f"{packager}() got unknown keyword argument(s) {', '.join(map(repr, unknown))}"
-        )
+    check_common_args(packager, common)
     test_input = common.get("test_input_data")
     test_expected = common.get("test_expected_out")
     if test_expected is not None and test_input is None:

@@ -1,0 +1,90 @@
+"""The documentation: the site builds strictly, and the python examples of the README and docs/ run.
+
+Every ```` ```python ```` block of a page runs, in order, as one script in a fresh folder (so a
+page's later blocks reuse what its first ones built). A block preceded by the line
+``<!-- no-run -->`` is shown but not run: use it only for what cannot run here (a cluster, a
+GPU, a file the reader has). A page whose blocks import a framework that is not installed is
+skipped, naming it.
+"""
+
+import contextlib
+import io
+import re
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+NO_RUN = "<!-- no-run -->"
+_BLOCK = re.compile(r"^```python\n(.*?)^```", re.M | re.S)
+_IMPORT = re.compile(r"^\s*(?:import|from)\s+([A-Za-z_]\w*)", re.M)
+#: Imports that may be missing; anything else a page imports must be installed.
+_OPTIONAL = {"torch", "tensorflow", "keras", "jax", "onnx", "onnxruntime", "ray", "pyarrow", "tritonclient", "grpc"}
+
+
+def python_blocks(text: str) -> list[str]:
+    """The python blocks of a markdown text that are to run, in order."""
+    return [
+        match.group(1)
+        for match in _BLOCK.finditer(text)
+        if not text[: match.start()].rstrip().endswith(NO_RUN)
+    ]
+
+
+def run_blocks(blocks: list[str], folder: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the blocks as one script in ``folder``; what they printed."""
+    for module in sorted({name for block in blocks for name in _IMPORT.findall(block)} & _OPTIONAL):
+        pytest.importorskip(module)
+    # A real file, because torch.jit.script reads the source of the classes it compiles.
+    script = folder / "example.py"
+    script.write_text("\n".join(blocks))
+    monkeypatch.chdir(folder)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        runpy.run_path(str(script), run_name="docs_example")
+    return printed.getvalue()
+
+
+PAGES = sorted(page for page in DOCS.rglob("*.md") if python_blocks(page.read_text()))
+
+
+def test_the_site_builds_strictly(tmp_path):
+    # --strict: a broken link, a missing anchor, an unknown API reference or a page missing
+    # from the nav fails the build.
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "site" / "cli" / "index.html").read_text().count("neuropod serve") > 1
+    assert "load_neuropod" in (tmp_path / "site" / "api" / "index.html").read_text()
+
+
+def test_a_no_run_marker_skips_only_the_next_block():
+    text = "```python\na = 1\n```\n\n<!-- no-run -->\n```python\nb = 2\n```\n```python\nc = 3\n```\n"
+    assert python_blocks(text) == ["a = 1\n", "c = 3\n"]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[str(page.relative_to(DOCS)) for page in PAGES])
+def test_the_examples_of_a_page_run(page, tmp_path, monkeypatch):
+    run_blocks(python_blocks(page.read_text()), tmp_path, monkeypatch)
+
+
+def test_the_readme_quick_start_runs_and_reports_the_symbol_mismatch(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    text = README.read_text()
+    section = text[text.index("## Quick start") :]
+    printed = run_blocks(python_blocks(section)[:1], tmp_path, monkeypatch)
+    lines = printed.splitlines()
+    assert lines[0].startswith("addition_model torchscript [{'name': 'x', 'dtype': 'float32'")
+    assert "[[1. 2. 3.]" in printed
+    promised = re.search(r"The last call prints `(.*?)`\.", text, re.S).group(1)
+    assert lines[-1] == " ".join(promised.split())

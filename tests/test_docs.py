@@ -9,8 +9,10 @@ skipped, naming it.
 
 import contextlib
 import io
+import os
 import re
 import runpy
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -98,3 +100,78 @@ def test_the_readme_quick_start_runs_and_reports_the_symbol_mismatch(tmp_path, m
     assert "[[1. 2. 3.]" in printed
     promised = re.search(r"The last call prints `(.*?)`\.", text, re.S).group(1)
     assert lines[-1] == " ".join(promised.split())
+
+
+# The clients of docs/other-languages.md, compiled and run against a real server where the
+# machine has the compiler.
+CLIENTS = ROOT / "examples" / "clients"
+
+
+@pytest.fixture(scope="module")
+def addition_server(tmp_path_factory):
+    pytest.importorskip("uvicorn")
+    from neuropod.packagers import create_python_neuropod
+    from neuropod.serving import Server
+
+    work = tmp_path_factory.mktemp("clients")
+    (work / "code" / "adder").mkdir(parents=True)
+    (work / "code" / "adder" / "__init__.py").write_text(
+        "def get_model(data_dir):\n    return lambda x, y: {'out': x + y}\n"
+    )
+    spec = [{"name": name, "dtype": "float32", "shape": ("batch", 3)} for name in ("x", "y")]
+    create_python_neuropod(
+        neuropod_path=work / "addition_model.zip",
+        model_name="addition_model",
+        input_spec=spec,
+        output_spec=[{"name": "out", "dtype": "float32", "shape": ("batch", 3)}],
+        code_path_spec=[{"python_root": str(work / "code"), "dirs_to_package": ["adder"]}],
+        entrypoint_package="adder",
+        entrypoint="get_model",
+    )
+    with Server([work / "addition_model.zip"], http_port=0, grpc_port=None, auth_token="t0ken") as server:
+        yield server
+
+
+def _compiler(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        pytest.skip(f"{name} is not installed, so the example client in {name}'s language cannot be built")
+    return found
+
+
+def _client_env() -> dict[str, str]:
+    return {**os.environ, "NEUROPOD_SERVE_TOKEN": "t0ken"}
+
+
+def test_the_java_client_example_calls_a_served_model(addition_server, tmp_path):
+    javac = _compiler("javac")
+    subprocess.run([javac, "-d", str(tmp_path), str(CLIENTS / "InferClient.java")], check=True, timeout=120)
+    done = subprocess.run(
+        [_compiler("java"), "-cp", str(tmp_path), "InferClient", addition_server.http_url, "addition_model"],
+        capture_output=True, text=True, timeout=60, env=_client_env(),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "out = [11.0,22.0,33.0]"
+    wrong = subprocess.run(
+        [_compiler("java"), "-cp", str(tmp_path), "InferClient", addition_server.http_url, "no_such_model"],
+        capture_output=True, text=True, timeout=60, env=_client_env(),
+    )  # fmt: skip
+    assert wrong.returncode == 1 and "HTTP 404" in wrong.stderr
+
+
+def test_the_cpp_client_example_calls_a_served_model(addition_server, tmp_path):
+    binary = tmp_path / "infer_client"
+    subprocess.run(
+        [_compiler("g++"), "-std=c++17", "-O1", "-o", str(binary), str(CLIENTS / "infer_client.cpp")],
+        check=True, timeout=120,
+    )  # fmt: skip
+    port = str(addition_server.http_port)
+    done = subprocess.run(
+        [str(binary), "127.0.0.1", port, "addition_model"], capture_output=True, text=True, timeout=60, env=_client_env()
+    )
+    assert done.returncode == 0, done.stderr
+    assert '"data":[11.0,22.0,33.0]' in done.stdout
+    unauthenticated = subprocess.run(
+        [str(binary), "127.0.0.1", port, "addition_model"], capture_output=True, text=True, timeout=60
+    )
+    assert unauthenticated.returncode == 1 and "401" in unauthenticated.stderr

@@ -53,7 +53,9 @@ def test_the_printed_curl_request_gets_an_answer_from_the_served_folder(printed,
     curl = shlex.split(next(line for line in printed.splitlines() if line.strip().startswith("curl ")))
     path = curl[2].removeprefix("localhost:8000")
     body = curl[curl.index("-d") + 1].encode()
-    with Server(repository=tmp_path / Path(folder).name, http_port=0, grpc_port=None) as server:
-        with urllib.request.urlopen(server.http_url + path, data=body) as response:
-            answer = json.load(response)
+    with (
+        Server(repository=tmp_path / Path(folder).name, http_port=0, grpc_port=None) as server,
+        urllib.request.urlopen(server.http_url + path, data=body) as response,
+    ):
+        answer = json.load(response)
     assert answer["outputs"][0]["data"] == [11.0, 22.0, 33.0]

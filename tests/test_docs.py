@@ -181,3 +181,17 @@ def test_the_cpp_client_example_calls_a_served_model(addition_server, tmp_path):
         [str(binary), "127.0.0.1", port, "addition_model"], capture_output=True, text=True, timeout=60
     )
     assert unauthenticated.returncode == 1 and "401" in unauthenticated.stderr
+
+
+def test_the_readme_links_lead_to_pages_and_anchors_of_the_site():
+    # GitHub renders the README with relative links; mkdocs does not check it.
+    text = README.read_text()
+    links = re.findall(r"\]\((docs/[^)#]+)(?:#([^)]+))?\)", text)
+    assert len(links) > 20
+    for target, anchor in links:
+        page = ROOT / target
+        assert page.is_file(), f"README links to {target}, which does not exist"
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", page.read_text(), re.M)
+            slugs = {re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-") for h in headings}
+            assert anchor in slugs, f"README links to {target}#{anchor}, which has no such heading"

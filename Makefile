@@ -18,7 +18,7 @@ bench: setup
 	$(PYTHON) bench/overhead.py
 
 docs: setup
-	.venv/bin/mkdocs serve
+	NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs serve
 
 lint: setup
 	.venv/bin/ruff check src tests bench examples scripts

@@ -3,7 +3,7 @@
 
 PYTHON := .venv/bin/python
 
-.PHONY: demo test bench setup lint
+.PHONY: demo test bench setup lint docs
 
 setup:
 	@bash scripts/bootstrap.sh
@@ -17,6 +17,9 @@ test: setup
 bench: setup
 	$(PYTHON) bench/overhead.py
 
+docs: setup
+	NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs serve
+
 lint: setup
-	.venv/bin/ruff check src tests bench examples
+	.venv/bin/ruff check src tests bench examples scripts
 	.venv/bin/mypy

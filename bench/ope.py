@@ -21,7 +21,7 @@ and without the sandbox, per call (it should add nothing: the namespaces are set
 the worker starts) and per start (``load_neuropod`` until the worker is ready), medians of
 alternating loads.
 
-    python bench/ope.py [--quick] [--sandbox-only]
+    python bench/ope.py [--quick] [--sandbox-only] [--plot ope.svg]
 
 Targets (issue 4): at most 30 us added for add; OPE / in-process at most 1.10 for image and
 64 MB with allocated inputs; 2 instances at least 1.8x the throughput of 1 on 2 cores.
@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from svg_chart import Panel, write_svg
 
 from neuropod import NeuropodModel, load_neuropod
 from neuropod.packagers import create_python_neuropod
@@ -262,12 +263,28 @@ def throughput(model: NeuropodModel, n: np.ndarray, threads: int, seconds: float
     return sum(counts) / (time.monotonic() - start)
 
 
+def plot(rows: list[tuple[str, dict[str, float]]], rates: dict[str, float], path: str) -> Path:
+    """The tables as a chart: ms per call of each variant per case (log axis), then calls/s."""
+    variants = ("in-process", "OPE", "OPE allocate", "Pipe")
+    per_call = Panel(
+        "median ms per call (log axis)",
+        [label for label, _ in rows],
+        {variant: [m[variant] * 1e3 for _, m in rows] for variant in variants},
+        log=True,
+    )
+    gil = Panel(
+        "GIL-bound model from 2 threads, calls per second", list(rates), {"calls/s": list(rates.values())}
+    )
+    return write_svg(path, "Out-of-process execution (bench/ope.py)", [per_call, gil])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="fewer calls (a smoke run)")
     parser.add_argument("--sandbox-only", action="store_true", help="only what sandbox=True costs")
+    parser.add_argument("--plot", metavar="OUT.svg", help="also draw the tables as an SVG bar chart")
     args = parser.parse_args()
     if args.sandbox_only:
         with tempfile.TemporaryDirectory() as tmp:
@@ -328,6 +345,8 @@ def main() -> None:
         one = results["OPE instances=1, 2 threads"]
         for variant, rate in results.items():
             print(f"| {variant} | {rate:.0f} | {rate / one:.2f}x |")
+        if args.plot:
+            print(f"\n(chart in {plot(rows, results, args.plot)})")
 
         sandbox_table(root, args.quick)
 

@@ -6,7 +6,7 @@ calls it the way a user would (numpy in, numpy out), the neuropod side calls ``m
 Calls alternate between the two sides so that drift in the machine's speed hits both alike.
 Prints median microseconds per call, the difference and the ratio neuropod / raw.
 
-    python bench/overhead.py [--quick] [--only torchscript,onnx,...]
+    python bench/overhead.py [--quick] [--only torchscript,onnx,...] [--plot overhead.svg]
 
 Targets: at most 5 us added at 4 elements for TorchScript (10 us for the other backends);
 ratio at most 1.05 at 16M elements.
@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from svg_chart import Panel, write_svg
 
 from neuropod import load_neuropod
 
@@ -184,6 +185,7 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="fewer calls (a smoke run)")
     parser.add_argument("--only", help="comma-separated platforms to run")
+    parser.add_argument("--plot", metavar="OUT.svg", help="also draw the table as an SVG bar chart")
     args = parser.parse_args()
     only = set(args.only.split(",")) if args.only else None
 
@@ -229,6 +231,25 @@ def main() -> None:
             f"{platform:12s} {label:>9s} {calls:6d} {raw_us:10.1f} {wrapped_us:12.1f} "
             f"{wrapped_us - raw_us:9.1f} {wrapped_us / raw_us:6.3f}"
         )
+    if args.plot:
+        print(f"\n(chart in {plot(rows, args.plot)})")
+
+
+def plot(rows: list[tuple[str, int, int, float, float]], path: str) -> Path:
+    """The table as a chart: raw and neuropod per backend, one panel per size."""
+    panels = []
+    sizes = [
+        (SMALL, "median us per call, 4 float32 elements", 1.0),
+        (LARGE, "median ms per call, 16M float32 elements", 1e-3),
+    ]
+    for size, title, scale in sizes:
+        chosen = [row for row in rows if row[1] == size]
+        series = {
+            "framework's own call": [row[3] * scale for row in chosen],
+            "model.infer": [row[4] * scale for row in chosen],
+        }
+        panels.append(Panel(title, [row[0] for row in chosen], series))
+    return write_svg(path, "What neuropod adds to a model call (bench/overhead.py)", panels)
 
 
 if __name__ == "__main__":

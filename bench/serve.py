@@ -30,7 +30,7 @@ Prints one table (throughput, p50/p99 latency, ratio to KServe) and writes it as
 
     python bench/serve.py [--quick] [--servers neuropod,grpcio,kserve,floor]
                           [--protocols http-binary,grpc] [--sizes small,large,sequence]
-                          [--concurrency 1,8] [--shm no,yes]
+                          [--concurrency 1,8] [--shm no,yes] [--plot serve.svg]
 
 KServe runs from its own virtual environment (``.bench/kserve-venv``, created on first use by
 ``bench/kserve_env.py``) through ``bench/serve_kserve_model.py``. perf_analyzer keeps every
@@ -68,6 +68,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from kserve_env import KSERVE_VERSION, bench_cache, kserve_python
+from svg_chart import Panel, write_svg
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = bench_cache()
@@ -447,6 +448,7 @@ def main() -> None:
     parser.add_argument("--sizes", default=",".join(SIZES))
     parser.add_argument("--concurrency", default="1,8")
     parser.add_argument("--shm", default="no,yes", help="no, yes or both (neuropod only)")
+    parser.add_argument("--plot", metavar="OUT.svg", help="also draw the table as an SVG bar chart")
     args = parser.parse_args()
     servers = args.servers.split(",")
     shm = [flag == "yes" for flag in args.shm.split(",")]
@@ -490,6 +492,24 @@ def main() -> None:
     rows = [{**asdict(r.case), **{k: v for k, v in asdict(r).items() if k != "case"}} for r in results]
     output.write_text(json.dumps(rows, indent=1))
     print(f"\n(results in {output.relative_to(ROOT) if output.is_relative_to(ROOT) else output})")
+    if args.plot:
+        print(f"(chart in {plot(results, args.plot)})")
+
+
+def plot(results: list[Result], path: str) -> Path:
+    """The table as a chart: infer/s of each server (and of neuropod with shared memory) per case."""
+    panels = []
+    for size, label in (("small", "4 floats"), ("large", "4 MB")):
+        chosen = [r for r in results if r.case.size == size]
+        rows = list(dict.fromkeys(f"{r.case.protocol}, c={r.case.concurrency}" for r in chosen))
+        series: dict[str, list[float | None]] = {}
+        for result in chosen:
+            name = result.case.server + (" + shm" if result.case.shm else "")
+            values = series.setdefault(name, [None] * len(rows))
+            values[rows.index(f"{result.case.protocol}, c={result.case.concurrency}")] = result.infer_per_s
+        if rows:
+            panels.append(Panel(f"inferences per second, {label} per request", rows, series))
+    return write_svg(path, "Serving throughput with perf_analyzer (bench/serve.py)", panels)
 
 
 if __name__ == "__main__":

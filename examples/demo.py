@@ -4,11 +4,16 @@ Every model implements the same problem definition (``x + y -> out`` over a ``ba
 vectors), so the loop at the bottom neither knows nor cares which framework built each one.
 
 Run it with ``make demo`` (which installs what it needs into .venv), or ``python examples/demo.py``.
+The packages stay in ``demo-packages/`` at the repository root (git-ignored, rebuilt on every
+run), and the demo ends with the commands to explore them.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import shlex
+import shutil
 import statistics
 import sys
 import tempfile
@@ -40,6 +45,9 @@ OUTPUT_SPEC = [{"name": "out", "dtype": "float32", "shape": ("batch", 3)}]
 X = np.arange(6, dtype=np.float32).reshape(2, 3)
 Y = np.full((2, 3), 10, dtype=np.float32)
 TEST = {"test_input_data": {"x": X, "y": Y}, "test_expected_out": {"out": X + Y}}
+
+#: Where the packages are kept for the reader to explore (git-ignored).
+PACKAGES = Path(__file__).resolve().parents[1] / "demo-packages"
 
 
 def package_torchscript(path: Path, work: Path) -> None:
@@ -220,28 +228,70 @@ def median_latency_us(infer: Callable[[], object], calls: int = 2000) -> float:
 
 def main() -> int:
     print(f"inputs:\n  x = {X.tolist()}\n  y = {Y.tolist()}\n")
+    shutil.rmtree(PACKAGES, ignore_errors=True)
+    PACKAGES.mkdir()
+    packages = []
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        packages = []
+        work = Path(tmp)  # the models' source code, which the packages copy
         for label, framework, package in MODELS:
             if framework and importlib.util.find_spec(framework) is None:
                 print(f"{label:28s} skipped: {framework} is not installed")
                 continue
-            path = work / f"{package.__name__}.zip"
+            # Named after the model, so that a repository of these files serves each under its name.
+            path = PACKAGES / f"addition_{package.__name__.removeprefix('package_')}.zip"
+            if package is package_python:
+                path = PACKAGES / "addition_numpy.zip"
             start = time.perf_counter()
             package(path, work)
             print(f"{label:28s} packaged in {time.perf_counter() - start:5.2f} s -> {path.name}")
             packages.append((label, path))
 
-        print(f"\n{'model':28s} {'platform':12s} {'out[0]':24s} {'median us/call':>14s}")
-        for label, path in packages:
-            with load_neuropod(path) as model:
-                out = model.infer({"x": X, "y": Y})["out"]
-                latency = median_latency_us(lambda: model.infer({"x": X, "y": Y}))
-                first = np.array2string(out[0], precision=2, separator=", ")
-                print(f"{label:28s} {model.platform:12s} {first:24s} {latency:14.1f}")
+    print(f"\n{'model':28s} {'platform':12s} {'out[0]':24s} {'median us/call':>14s}")
+    for label, path in packages:
+        with load_neuropod(path) as model:
+            out = model.infer({"x": X, "y": Y})["out"]
+            latency = median_latency_us(lambda: model.infer({"x": X, "y": Y}))
+            first = np.array2string(out[0], precision=2, separator=", ")
+            print(f"{label:28s} {model.platform:12s} {first:24s} {latency:14.1f}")
     print("\nEvery model above ran through the same load_neuropod(path).infer({'x': ..., 'y': ...}).")
+    print(next_steps())
     return 0
+
+
+def next_steps() -> str:
+    """The commands a newcomer runs next on the packages, ready to copy and paste."""
+    command = Path(sys.executable).with_name("neuropod")
+    neuropod = _shown(command) if command.exists() else "neuropod"
+    folder = _shown(PACKAGES)
+    package = shlex.quote(f"{folder}/addition_numpy.zip")
+    request = (
+        '{"inputs": ['
+        '{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1, 2, 3]}, '
+        '{"name": "y", "shape": [1, 3], "datatype": "FP32", "data": [10, 20, 30]}]}'
+    )
+    return textwrap.dedent(f"""
+        The packages are in {folder}/. Next, try:
+
+          {neuropod} inspect {package}       # name, platform, specs, files
+          {neuropod} test {package}          # run the test data stored in the package
+
+          # serve every package of the folder over HTTP (port 8000) and gRPC (port 8001);
+          # it prints the addresses once every model is loaded:
+          {neuropod} serve --repository {shlex.quote(folder)}
+
+          # then, in another terminal:
+          curl -s localhost:8000/v2/models/addition_numpy/infer -d '{request}'
+
+        The documentation: docs/quickstart.md and docs/serving/index.md (or `make docs`).
+    """)
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory where it lies below it, else absolute."""
+    try:
+        return os.path.relpath(path) if path.resolve().is_relative_to(Path.cwd()) else str(path)
+    except ValueError:
+        return str(path)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def load_neuropod(
             platform backend's options are checked here and passed on to the workers.
         **options: ``require_all_inputs=True`` makes every input of the spec mandatory (the
             original allowed missing inputs, and so does the default); backends add options
-            of their own (see the README). Version selection: a package that the running
+            of their own (see docs/loading.md). Version selection: a package that the running
             environment does not satisfy (its framework outside ``platform_version_semver``,
             or its ``0/requirements.lock`` not installed) runs in workers inside an isolated
             environment built from its lock and cached (see ``neuropod.environments``);

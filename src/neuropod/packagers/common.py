@@ -18,7 +18,7 @@ from neuropod.utils.eval_utils import load_and_test_neuropod
 
 
 class CommonArgs(TypedDict, total=False):
-    """Keyword arguments every ``create_*_neuropod`` packager accepts (see the README)."""
+    """Keyword arguments every ``create_*_neuropod`` packager accepts (see docs/packaging.md)."""
 
     platform_version_semver: str
     input_tensor_device: Mapping[str, str] | None

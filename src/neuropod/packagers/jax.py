@@ -94,7 +94,7 @@ def create_jax_neuropod(
         platforms: the ``jax.export`` platforms to compile for (``"cpu"``, ``"cuda"``,
             ``"rocm"``, ``"tpu"``); the package runs only on these.
         **common: the arguments every packager takes (``custom_ops``, ``test_input_data``,
-            ``package_as_zip``, ...; see the README).
+            ``package_as_zip``, ...; see docs/packaging.md).
 
     Raises:
         PackageError: neither or both of ``fn`` and ``exported``; a string tensor; the

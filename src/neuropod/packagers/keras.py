@@ -81,7 +81,7 @@ def create_keras_neuropod(
             ``tf-keras`` and is refused with Keras 3.
         node_name_mapping: part of the original's TF1 session form; refused likewise.
         **common: the arguments every packager takes (``test_input_data``,
-            ``package_as_zip``, ...; see the README).
+            ``package_as_zip``, ...; see docs/packaging.md).
 
     Raises:
         PackageError: the TF1 session form, a model that is not a Keras 3 model, a subclassed

@@ -70,7 +70,7 @@ def create_onnx_neuropod(
         input_spec: the input specs, or ``None`` to read them from the graph.
         output_spec: the output specs, or ``None`` to read them from the graph.
         **common: the arguments every packager takes (``custom_ops``, ``test_input_data``,
-            ``package_as_zip``, ...; see the README). Custom ops are onnxruntime custom op
+            ``package_as_zip``, ...; see docs/packaging.md). Custom ops are onnxruntime custom op
             libraries, registered when the model is loaded.
 
     Raises:

@@ -48,7 +48,7 @@ def create_placeholder_neuropod(
         input_spec: the input specs.
         output_spec: the output specs.
         seed: seed of the random generator (``None``: different outputs on every load).
-        **common: the arguments every packager takes (see the README).
+        **common: the arguments every packager takes (see docs/packaging.md).
     """
     optional(int_at_least(0))("seed", seed, SpecError)
     inputs = [spec.to_dict() for spec in parse_specs(input_spec, "input")]

@@ -54,7 +54,7 @@ def create_python_neuropod(
             locked with uv into ``0/requirements.lock``, preferring the versions installed here.
             At load, a model whose locked versions are not installed runs in an environment of
             its own (see ``neuropod.environments``).
-        **common: the arguments every packager takes (see the README).
+        **common: the arguments every packager takes (see docs/packaging.md).
 
     Raises:
         RequirementsError: the requirements cannot be locked (the message quotes the resolver).

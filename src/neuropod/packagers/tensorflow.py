@@ -61,7 +61,7 @@ def create_tensorflow_neuropod(
         init_op_names: graphs only: ops run once when the model is loaded (e.g. table or
             variable initialisers).
         **common: the arguments every packager takes (``custom_ops``, ``test_input_data``,
-            ``package_as_zip``, ...; see the README).
+            ``package_as_zip``, ...; see docs/packaging.md).
 
     Raises:
         PackageError: not exactly one source; a graph without ``node_name_mapping``, or whose

@@ -39,7 +39,7 @@ def create_torchscript_neuropod(
         module: a ``torch.jit.ScriptModule`` (give this or ``module_path``).
         module_path: a module saved with ``torch.jit.save``.
         **common: the arguments every packager takes (``custom_ops``, ``test_input_data``,
-            ``package_as_zip``, ...; see the README).
+            ``package_as_zip``, ...; see docs/packaging.md).
 
     Raises:
         PackageError: neither or both of ``module`` and ``module_path`` are given, or the file

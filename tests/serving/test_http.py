@@ -285,6 +285,35 @@ def test_curl_json_calls_and_an_error(server):
     assert json.loads("".join(text))["error"] == "Request for unknown model: 'nope' is not found"
 
 
+def test_requests_asking_to_upgrade_are_answered_as_http_1_1(server):
+    # Java's HttpClient asks for HTTP/2 ("Upgrade: h2c") on plain-HTTP requests; curl --http2 too.
+    import socket
+
+    body = {"inputs": [{"name": "x", "shape": [1, 1], "datatype": "FP32", "data": [1]},
+                       {"name": "y", "shape": [1, 1], "datatype": "FP32", "data": [2]}]}  # fmt: skip
+    data = json.dumps(body).encode()
+    head = (
+        "POST /v2/models/adder/infer HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+        f"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\nContent-Length: {len(data)}\r\n\r\n"
+    ).encode()
+    after = b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.http_port), timeout=10) as connection:
+        # The body split from its headers, then a second request on the same connection.
+        connection.sendall(head)
+        connection.sendall(data[:10])
+        connection.sendall(data[10:] + after)
+        received = b""
+        while received.count(b"HTTP/1.1 200 OK") < 2 or not received.endswith(b'{"ready":true}'):
+            chunk = connection.recv(65536)
+            assert chunk, received
+            received += chunk
+    assert b'"data":[3.0]' in received
+    if shutil.which("curl") is not None:
+        url = f"http://127.0.0.1:{server.http_port}/v2/models/adder/infer"
+        *text, code = curl("--http2", "-X", "POST", "-d", data.decode(), url).stdout.splitlines()
+        assert code == "200" and json.loads("".join(text))["outputs"][0]["data"] == [3.0]
+
+
 def test_bearer_token(tmp_path):
     adder = build_model(tmp_path, "adder")
     with Server([adder], http_port=0, grpc_port=None, auth_token="s3cret") as server:

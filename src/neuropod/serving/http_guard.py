@@ -28,6 +28,7 @@ import logging
 import time
 from typing import Any
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from neuropod.serving.options import HttpLimits
@@ -197,6 +198,9 @@ class GuardedProtocol(HttpToolsProtocol):
 
     guard: ConnectionGuard
     body_received = 0
+    #: Bytes still to come of the body of a request that asked to upgrade the connection (which
+    #: the parser leaves to us); ``None`` outside such a body.
+    upgrade_body_left: int | None = None
 
     # The hooks that run for every request call uvicorn's by name: super() costs as much again
     # as the rest of the hook.
@@ -245,6 +249,55 @@ class GuardedProtocol(HttpToolsProtocol):
             cycle.message_event.set()
             self.transport.write(_BODY_TIMED_OUT)
         self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        # uvicorn's, except for requests that ask to upgrade the connection (e.g. Java's
+        # HttpClient asks for HTTP/2 with "Upgrade: h2c" on every plain-HTTP request): llhttp
+        # stops at their headers and calls the message complete, so uvicorn would run them
+        # with an empty body and read the body as the next request. A server may ignore an
+        # upgrade it does not offer (RFC 9110, 7.8): the request is answered as HTTP/1.1.
+        if self.upgrade_body_left is not None:
+            self._upgrade_body(data)
+            return
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            message = "Invalid HTTP request received."
+            self.logger.warning(message)
+            self.send_400_response(message)
+        except httptools.HttpParserUpgrade as upgrade:
+            self._ignore_upgrade(data[upgrade.args[0] :])
+
+    def _ignore_upgrade(self, rest: bytes) -> None:
+        self.parser = httptools.HttpRequestParser(self)  # the old one stays stopped
+        length = 0
+        for name, value in self.headers:
+            if name == b"transfer-encoding" or (name == b"content-length" and not value.strip().isdigit()):
+                self.send_400_response("An upgrade request's body must have a plain Content-Length")
+                return
+            if name == b"content-length":
+                length = int(value)
+        cycle = self.cycle
+        if length and cycle is not None:
+            cycle.more_body = True  # the application's task has not run yet
+            self.upgrade_body_left = length
+            self.guard.reading_body[self] = time.monotonic()
+        if rest:
+            self.data_received(rest)
+
+    def _upgrade_body(self, data: bytes) -> None:
+        left = self.upgrade_body_left or 0
+        body, rest = data[:left], data[left:]
+        left -= len(body)
+        self.upgrade_body_left = left or None
+        self.on_body(body)
+        if not left:
+            self.guard.reading_body.pop(self, None)
+            self.cycle.more_body = False
+            self.cycle.message_event.set()
+            if rest:
+                self.data_received(rest)
 
     def _unset_keepalive_if_required(self) -> None:
         # uvicorn's, which also marks where a kept-alive connection's next request begins: once

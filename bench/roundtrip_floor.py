@@ -11,7 +11,11 @@ caller. This measures the bare mechanisms, with nothing else in the loop, each a
 - ``eventfd``: one ``eventfd`` each way, blocking reads;
 - ``shared flag, spin``: a byte in shared memory that each side polls with ``sched_yield``
   (no system call to wake anyone: the floor of any design that spins, at the cost of a CPU);
-- ``multiprocessing Pipe``: ``Connection.send``/``recv`` of a small tuple (pickles).
+- ``multiprocessing Pipe``: ``Connection.send``/``recv`` of a small tuple (pickles);
+- ``neuropod Channel``: the worker's channel (``neuropod.worker.channel``) carrying messages the
+  size and shape of a 4-float call and its answer, each side spinning as the worker's do
+  when the other side runs on another CPU: the mechanism of a call without its tensors,
+  validation or model.
 
 Then the same 4-float ``x + y`` model in process and with ``use_ope=True``: the difference is
 what a worker call adds on top of the floor (the issue's target: within 1.5x of the best bare
@@ -143,6 +147,8 @@ def bare(kind: str, calls: int, rounds: int) -> float:
         parent.send(None)
         process.join()
         return result
+    if kind == "neuropod Channel":
+        return _channel(calls, rounds)
     call, serve, close = _pair(kind)
     total = calls * rounds + calls  # one warm-up block
     pid = os.fork()
@@ -155,6 +161,39 @@ def bare(kind: str, calls: int, rounds: int) -> float:
     result = _time(call, calls, rounds)
     os.waitpid(pid, 0)
     close()
+    return result
+
+
+def _channel(calls: int, rounds: int) -> float:
+    from neuropod.worker.channel import SPIN_S, channel_pair
+
+    mine, theirs = channel_pair()
+    request = (1, [("x", "float32", (4,), 0, 0, 16), ("y", "float32", (4,), 0, 16, 16)], [], [], [], 1e-5, 0)
+    answer = (2, [("out", "float32", (4,), 1, 0, 16)], [], [], 1e-5, 1)
+    pid = os.fork()
+    if pid == 0:
+        from neuropod.worker.channel import Channel
+
+        mine.close()
+        channel = Channel(theirs)
+        try:
+            for _ in range(calls * rounds + calls):
+                received = channel.spin(SPIN_S)
+                if received is None:
+                    received = channel.recv()
+                channel.send(answer)
+        finally:
+            os._exit(0)
+    theirs.close()
+
+    def call() -> None:
+        mine.send(request)
+        if mine.spin(SPIN_S) is None:
+            mine.recv()
+
+    result = _time(call, calls, rounds)
+    os.waitpid(pid, 0)
+    mine.close()
     return result
 
 
@@ -206,7 +245,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     kinds = ["pipe", "socketpair", "socketpair + spin", "eventfd", "shared flag, spin"]
-    kinds.append("multiprocessing Pipe")
+    kinds += ["multiprocessing Pipe", "neuropod Channel"]
     rows = [(kind, f"{bare(kind, args.calls, args.rounds):.1f}") for kind in kinds]
     in_process, ope = model_cost(args.calls, args.rounds)
     rows.append(("model in process (x + y, 4 floats)", f"{in_process:.1f}"))

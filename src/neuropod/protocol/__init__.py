@@ -6,6 +6,8 @@ the other reads:
 - ``datatypes``: protocol datatypes <-> neuropod spec dtypes <-> numpy <-> Triton config types.
 - ``binary``: raw tensor bytes (binary tensor extension, gRPC raw contents), ``BYTES``
   length-prefixed strings, splitting an HTTP body into its JSON header and binary part.
+- ``byte_elements``: ``BYTES`` elements as a spec wants them (text for ``string``, bytes for
+  ``bytes``), applied by the side that knows the spec.
 - ``tensors``: one tensor entry of a JSON request or response, inline or binary.
 - ``infer``: an inference request and its response as data (``InferRequest``,
   ``InferResponse``), whatever carried them.
@@ -29,6 +31,7 @@ from neuropod.protocol.binary import (
     tensor_from_raw,
     tensor_to_raw,
 )
+from neuropod.protocol.byte_elements import BytesConformer
 from neuropod.protocol.datatypes import (
     BYTES,
     DATATYPES,
@@ -62,6 +65,7 @@ from neuropod.protocol.tensors import (
 __all__ = [
     "BINARY_DATA_SIZE",
     "BYTES",
+    "BytesConformer",
     "DATATYPES",
     "HEADER_LENGTH",
     "BinaryReader",

@@ -18,6 +18,7 @@ from neuropod.backends.base import Backend
 from neuropod.errors import BackendUnavailable, OptionError
 from neuropod.options import BOOLEAN, Check, Options, number_above, option, optional
 from neuropod.package.config import ModelConfig
+from neuropod.protocol.byte_elements import BytesConformer
 from neuropod.remote.metadata import config_from_metadata
 from neuropod.remote.url import ModelURL, parse_model_url
 
@@ -104,6 +105,8 @@ class RemoteBackend(Backend):
         except BaseException:
             self.close()
             raise
+        # BYTES outputs arrive as bytes: text for string outputs, as they are for bytes outputs.
+        self._conform_outputs = BytesConformer(self._config.outputs, "output")
 
     @property
     def config(self) -> ModelConfig:

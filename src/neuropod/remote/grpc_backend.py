@@ -99,14 +99,17 @@ class GrpcBackend(RemoteBackend):
         data = self._call(self._infer, grpc_codec.encode_request(request))
         try:
             response = grpc_codec.decode_response(data)
+            # Raw contents are bytes, which numpy views read-only; local models return arrays
+            # the caller may write to.
+            outputs: dict[str, np.ndarray] = self._conform_outputs(
+                {
+                    tensor.name: tensor.array if tensor.array.flags.writeable else tensor.array.copy()
+                    for tensor in response.outputs
+                }
+            )
         except ProtocolError as exc:
             raise InferenceError(f"The server's answer for {self._where} breaks the protocol: {exc}") from exc
-        # Raw contents are bytes, which numpy views read-only; local models return arrays the
-        # caller may write to.
-        return {
-            tensor.name: tensor.array if tensor.array.flags.writeable else tensor.array.copy()
-            for tensor in response.outputs
-        }
+        return outputs
 
     def _call(self, method: Any, request: Any, *, loading: bool = False) -> Any:
         try:

@@ -91,7 +91,10 @@ class HttpBackend(RemoteBackend):
 
     def _read_outputs(self, response: _Answer) -> dict[str, np.ndarray]:
         header_length = parse_header_length(response.headers.get(HEADER_LENGTH))
-        return http_codec.decode_response(response.content, header_length).arrays()
+        outputs: dict[str, np.ndarray] = self._conform_outputs(
+            http_codec.decode_response(response.content, header_length).arrays()
+        )
+        return outputs
 
     def _send(self, method: str, path: str, *, loading: bool = False, **kwargs: Any) -> _Answer:
         try:

@@ -26,6 +26,7 @@ import numpy as np
 
 from neuropod.errors import ValidationError
 from neuropod.model import NeuropodModel
+from neuropod.protocol.byte_elements import BytesConformer
 from neuropod.protocol.datatypes import spec_dtype_to_datatype
 from neuropod.protocol.infer import InferRequest, InferResponse, respond
 from neuropod.serving.config_override import ConfigOverride
@@ -102,6 +103,7 @@ class ServedModel:
         self._closed = False
         self._model_closed = False
         self._input_check = TensorValidator(model.input_specs, "input", require_all=True)
+        self._conform_inputs = BytesConformer(inputs)
 
     async def infer(self, inputs: Mapping[str, np.ndarray]) -> Result:
         """Run the model in a thread of its pool (see ``call``).
@@ -151,7 +153,8 @@ class ServedModel:
             Exception: whatever the model raised.
         """
         request.check_outputs(self.output_datatypes, self.name)
-        inputs = resolve_inputs(shm, request)
+        # BYTES inputs arrive as bytes: text for string tensors (UTF-8, else a 400), as they are for bytes.
+        inputs = self._conform_inputs(resolve_inputs(shm, request))
         timer.decoded()
         outputs, queue, compute = self.call(inputs)
         timer.ran(queue, compute)

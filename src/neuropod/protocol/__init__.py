@@ -5,9 +5,8 @@ the other reads:
 
 - ``datatypes``: protocol datatypes <-> neuropod spec dtypes <-> numpy <-> Triton config types.
 - ``binary``: raw tensor bytes (binary tensor extension, gRPC raw contents), ``BYTES``
-  length-prefixed strings, splitting an HTTP body into its JSON header and binary part.
-- ``byte_elements``: ``BYTES`` elements as a spec wants them (text for ``string``, bytes for
-  ``bytes``), applied by the side that knows the spec.
+  length-prefixed strings (decoded as ``bytes``: ``neuropod.spec.elements`` makes text of
+  those a spec calls ``string``), splitting an HTTP body into its JSON header and binary part.
 - ``tensors``: one tensor entry of a JSON request or response, inline or binary.
 - ``infer``: an inference request and its response as data (``InferRequest``,
   ``InferResponse``), whatever carried them.
@@ -31,7 +30,6 @@ from neuropod.protocol.binary import (
     tensor_from_raw,
     tensor_to_raw,
 )
-from neuropod.protocol.byte_elements import BytesConformer
 from neuropod.protocol.datatypes import (
     BYTES,
     DATATYPES,
@@ -65,7 +63,6 @@ from neuropod.protocol.tensors import (
 __all__ = [
     "BINARY_DATA_SIZE",
     "BYTES",
-    "BytesConformer",
     "DATATYPES",
     "HEADER_LENGTH",
     "BinaryReader",

@@ -3,7 +3,7 @@
 Both carry a tensor as its elements' bytes, little-endian and row-major (``BOOL`` one byte per
 element). A ``BYTES`` (string) tensor is its elements one after the other, each a 4-byte
 little-endian length then that many bytes. Decoding gives an object array of ``bytes``, exactly
-as sent; whether they are text is the tensor's spec's to say (``byte_elements``).
+as sent; whether they are text is the tensor's spec's to say (``neuropod.spec.elements``).
 
 Over HTTP, a request or response with binary tensors is one body: the JSON header, then the
 tensors' bytes in the order of the header's tensors that carry ``binary_data_size``. The

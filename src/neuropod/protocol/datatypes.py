@@ -9,7 +9,7 @@ unknown name.
 
 ``BYTES`` is both of neuropod's variable-length types, ``string`` (text) and ``bytes``
 (arbitrary bytes): the protocol's elements are bytes, and a server that knows a tensor's spec
-decides what they are (``neuropod.protocol.byte_elements``). Triton's configuration names it
+decides what they are (``neuropod.spec.elements``). Triton's configuration names it
 ``TYPE_STRING``. A datatype with no spec behind it (another server's ``BYTES``) reads as
 ``string``.
 

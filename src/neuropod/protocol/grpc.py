@@ -123,7 +123,7 @@ def tensor_from_message(tensor: Any, raw: bytes | bytearray | memoryview | None)
         raise ProtocolError(
             f"Tensor '{name}': shape {list(shape)} needs {count} elements, but {field} has {len(values)}"
         )
-    if dtype is None:  # BYTES: the elements as sent (see neuropod.protocol.byte_elements)
+    if dtype is None:  # BYTES: the elements as sent (see neuropod.spec.elements)
         return object_array(list(values)).reshape(shape)
     try:
         return np.array(values, dtype=dtype).reshape(shape)

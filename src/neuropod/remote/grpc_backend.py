@@ -14,9 +14,8 @@ from typing import Any
 import grpc
 import numpy as np
 
-from neuropod.errors import InferenceError, NeuropodError
+from neuropod.errors import InferenceError, NeuropodError, ValidationError
 from neuropod.protocol import grpc_codec
-from neuropod.protocol.errors import ProtocolError
 from neuropod.protocol.grpc import MESSAGE_SIZE_OPTIONS, service_pb2, service_pb2_grpc
 from neuropod.protocol.infer import InferRequest
 from neuropod.protocol.keys import NEUROPOD_PLATFORM, SPEC_PARAMETERS
@@ -107,7 +106,7 @@ class GrpcBackend(RemoteBackend):
                     for tensor in response.outputs
                 }
             )
-        except ProtocolError as exc:
+        except ValidationError as exc:  # a ProtocolError, or a string output that is not UTF-8
             raise InferenceError(f"The server's answer for {self._where} breaks the protocol: {exc}") from exc
         return outputs
 

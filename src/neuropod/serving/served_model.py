@@ -26,7 +26,7 @@ import numpy as np
 
 from neuropod.errors import ValidationError
 from neuropod.model import NeuropodModel
-from neuropod.protocol.byte_elements import BytesConformer
+from neuropod.spec.elements import BytesConformer
 from neuropod.protocol.datatypes import spec_dtype_to_datatype
 from neuropod.protocol.infer import InferRequest, InferResponse, respond
 from neuropod.serving.config_override import ConfigOverride

@@ -37,13 +37,13 @@ from neuropod.errors import NeuropodError, SpecError, ValidationError
 from neuropod.integrations.ray.actor import ModelActor, actor_load_options
 from neuropod.integrations.ray.package_source import PackageSource, package_source
 from neuropod.model import NeuropodModel
-from neuropod.protocol.byte_elements import BytesConformer
 from neuropod.protocol import ProtocolError, SharedMemoryInput, http_codec, respond, spec_dtype_to_datatype
 from neuropod.protocol.binary import parse_header_length
 from neuropod.protocol.keys import HEADER_LENGTH
 from neuropod.serving.errors import classify
 from neuropod.serving.metadata import model_metadata
 from neuropod.spec import TensorValidator, batch_dim
+from neuropod.spec.elements import BytesConformer
 
 #: Default batching of ``neuropod_deployment``.
 MAX_BATCH_SIZE = 16

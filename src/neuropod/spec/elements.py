@@ -1,13 +1,13 @@
-"""``BYTES`` elements as a spec wants them: text for ``string`` tensors, bytes for ``bytes`` ones.
+"""Variable-length elements as a spec wants them: text for ``string`` tensors, bytes for ``bytes``.
 
-The protocol's ``BYTES`` elements are bytes, and the decoders (``binary``, ``tensors``,
-``grpc``) return them as object arrays of ``bytes`` (a JSON string is its UTF-8 bytes, as in
-Triton). Only the side that knows the tensor's spec can say what they mean: a server for its
-inputs, a client for the outputs it reads. ``BytesConformer`` is that step, built once per
-list of specs:
+Some sources give bytes whatever they mean: the protocol's ``BYTES`` decoders
+(``neuropod.protocol``: object arrays of ``bytes``; a JSON string is its UTF-8 bytes, as in
+Triton), TensorFlow's and onnxruntime's string tensors. Only the side that knows the tensor's
+spec can say what they are: a server for its inputs, a client for the outputs it reads, a
+backend for its model's outputs. ``BytesConformer`` is that step, built once per list of specs:
 
 - a ``string`` tensor's elements must be UTF-8 and become a numpy ``str`` array; anything
-  else is a ``ProtocolError`` (a 400) naming the tensor and the first bad element;
+  else is a ``ValidationError`` (a 400 when serving) naming the tensor and the first bad element;
 - a ``bytes`` tensor's elements stay ``bytes``, exactly as sent (``str`` elements, which a
   caller may hand over, are encoded to UTF-8).
 
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from neuropod.protocol.errors import ProtocolError
+from neuropod.errors import ValidationError
 from neuropod.spec.dtypes import STRING, VARIABLE_LENGTH
 from neuropod.spec.tensor_spec import TensorSpec
 
@@ -44,7 +44,7 @@ def as_text(array: np.ndarray, name: str, where: str = "input") -> np.ndarray:
         ``bytes`` nor ``str`` (for the spec check to refuse).
 
     Raises:
-        ProtocolError: an element is not UTF-8.
+        ValidationError: an element is not UTF-8.
     """
     if array.dtype.kind == "U":
         return array
@@ -54,8 +54,8 @@ def as_text(array: np.ndarray, name: str, where: str = "input") -> np.ndarray:
             try:
                 items[i] = item.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise ProtocolError(
-                    f"Tensor '{name}': BYTES element {i} is not UTF-8 text ({exc.reason} at byte "
+                raise ValidationError(
+                    f"Tensor '{name}': element {i} is not UTF-8 text ({exc.reason} at byte "
                     f"{exc.start}), but '{name}' is a string {where}, which holds text; a tensor of "
                     f"dtype bytes takes any bytes"
                 ) from None
@@ -101,7 +101,7 @@ class BytesConformer:
         there are none.
 
         Raises:
-            ProtocolError: a ``string`` tensor's element is not UTF-8.
+            ValidationError: a ``string`` tensor's element is not UTF-8.
         """
         if not self._types:
             return tensors

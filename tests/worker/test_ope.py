@@ -318,6 +318,8 @@ def test_allocate_checks_the_spec(mixed_path):
             model.allocate("f32", (4,))
         with pytest.raises(ValidationError, match="'nope' are not found in the input spec"):
             model.allocate("nope", (4,))
+        with pytest.raises(ValidationError, match="'b' in the input spec is a bytes tensor; allocate"):
+            model.allocate("b", (4,))
         with pytest.raises(ValidationError, match="string tensor"):
             model.allocate("s", (4,))
         with pytest.raises(ValidationError, match="invalid shape"):

@@ -375,10 +375,10 @@ def test_bytes_tensors_are_refused_at_packaging_and_at_load(tmp_path: Path) -> N
         shutil.copyfile(saved, builder.root / "0" / "data" / "model.pt")
 
     path = tmp_path / "written"
-    create_package(
-        "test", "torchscript", path, "echo", [spec("data", "string")], [spec("out", "bytes")], write_model, {}
-    )
-    with pytest.raises(PackageError, match=r"written: TorchScript has no bytes type .* declares 'out' \(bytes\)"):
+    specs = [spec("data", "string")], [spec("out", "bytes")]
+    create_package("test", "torchscript", path, "echo", *specs, write_model, {})
+    message = r"written: TorchScript has no bytes type .* declares 'out' \(bytes\)"
+    with pytest.raises(PackageError, match=message):
         load_neuropod(path)
 
 

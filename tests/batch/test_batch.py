@@ -377,11 +377,14 @@ def test_binary_columns_in_and_out_of_parquet_files(models, tmp_path):
 
 def test_binary_and_string_columns_feed_string_and_bytes_inputs(models, tmp_path):
     (tmp_path / "data").mkdir()
-    pq.write_table(pa.table({"s": pa.array([b"ab", "é".encode(), b"\xff"], pa.binary())}), tmp_path / "data" / "t.parquet")
+    column = pa.array([b"ab", "é".encode(), b"\xff"], pa.binary())
+    pq.write_table(pa.table({"s": column}), tmp_path / "data" / "t.parquet")
     result = run(models["text"], tmp_path / "data", batch_size=2, progress=False)
     assert result.outputs["upper"].tolist() == ["AB", "É"]
     (failure,) = result.failures
-    assert str(failure).startswith("shard t.parquet row 2: ValidationError: Tensor 's': element 0 is not UTF-8 text")
+    assert str(failure).startswith(
+        "shard t.parquet row 2: ValidationError: Tensor 's': element 0 is not UTF-8 text"
+    )
     result = run(models["bytes"], {"b": np.array(["é"])}, progress=False)
     assert result.outputs["rev"].tolist() == [b"\x00" + "é".encode()[::-1]]
 

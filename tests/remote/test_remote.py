@@ -192,7 +192,8 @@ def test_bytes_as_json_are_utf8_only(server: Server) -> None:
             b"<a\x00>",
             "<é>".encode(),
         ]
-        with pytest.raises(ValidationError, match="Tensor 's': BYTES element 1 is not UTF-8 .* JSON cannot carry"):
+        message = "Tensor 's': BYTES element 1 is not UTF-8 .* JSON cannot carry"
+        with pytest.raises(ValidationError, match=message):
             remote.infer({"s": byte_array([b"ok", b"\xff"])})
 
 

@@ -46,5 +46,3 @@ def test_conformer_encodes_text_for_bytes_tensors():
     out = conform({"b": np.array(["é", "a"])})
     assert out["b"].dtype == object and out["b"].tolist() == ["é".encode(), b"a"]
     assert conform({"b": np.array([b"x\x00y"])})["b"].tolist() == [b"x\x00y"]
-
-

@@ -10,7 +10,10 @@ import pytest
 from neuropod import SpecError, TensorSpec
 from neuropod.spec import DTYPES, canonical_dtype, parse_specs
 
-ALLOWED = "float32, float64, string, int8, int16, int32, int64, uint8, uint16, uint32, uint64, bool, float16, bytes"
+ALLOWED = (
+    "float32, float64, string, int8, int16, int32, int64, uint8, uint16, uint32, uint64, bool, float16, "
+    "bytes"
+)
 
 
 def spec_error(*args: object) -> str:

@@ -18,9 +18,9 @@ from neuropod.backends.base import Backend
 from neuropod.errors import BackendUnavailable, OptionError
 from neuropod.options import BOOLEAN, Check, Options, number_above, option, optional
 from neuropod.package.config import ModelConfig
-from neuropod.spec.elements import BytesConformer
 from neuropod.remote.metadata import config_from_metadata
 from neuropod.remote.url import ModelURL, parse_model_url
+from neuropod.spec.elements import BytesConformer
 
 if TYPE_CHECKING:
     from neuropod.model import NeuropodModel

@@ -26,7 +26,6 @@ import numpy as np
 
 from neuropod.errors import ValidationError
 from neuropod.model import NeuropodModel
-from neuropod.spec.elements import BytesConformer
 from neuropod.protocol.datatypes import spec_dtype_to_datatype
 from neuropod.protocol.infer import InferRequest, InferResponse, respond
 from neuropod.serving.config_override import ConfigOverride
@@ -35,6 +34,7 @@ from neuropod.serving.metadata import model_config, model_metadata
 from neuropod.serving.options import ModelOptions
 from neuropod.serving.shm import SharedMemoryRegistry, resolve_inputs, write_outputs
 from neuropod.serving.stats import ModelStats, RequestTimer
+from neuropod.spec.elements import BytesConformer
 from neuropod.spec.validation import TensorValidator
 
 #: A loaded model, or a wrapper of one with the same interface (``DynamicBatcher``).

@@ -60,9 +60,7 @@ def canonical_dtype(dtype: Any) -> str:
     try:
         np_dtype = np.dtype(dtype)
     except TypeError:
-        raise SpecError(
-            f"{dtype!r} is not a data type; expected one of: {', '.join(DTYPES)}"
-        ) from None
+        raise SpecError(f"{dtype!r} is not a data type; expected one of: {', '.join(DTYPES)}") from None
     variable = _KINDS.get(np_dtype.kind)
     if variable is not None:
         return variable

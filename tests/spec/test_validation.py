@@ -401,3 +401,17 @@ def test_output_symbols_are_checked_apart_from_input_symbols(tmp_path):
         "All dims with symbol 'n' should be the same size. Dim 0 of tensor 'b' in the output spec "
         "is expected to be of size 3 (as dim 0 of tensor 'a'), but was of size 4"
     )
+
+
+def test_a_placeholder_makes_bytes_outputs(tmp_path):
+    path = tmp_path / "bytes-placeholder"
+    spec = [{"name": "b", "dtype": "bytes", "shape": ["batch", 2]}]
+    create_placeholder_neuropod(
+        neuropod_path=path, model_name="bytes", input_spec=spec, output_spec=spec, seed=0
+    )
+    with load_neuropod(path) as model:
+        sent = np.empty((3, 2), dtype=object)
+        sent[...] = b"\x00\xff"
+        out = model.infer({"b": sent})["b"]
+    assert out.dtype == object and out.shape == (3, 2)
+    assert all(type(item) is bytes and item.startswith(b"placeholder_") for item in out.flat)

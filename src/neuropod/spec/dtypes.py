@@ -103,10 +103,12 @@ def describe_array_dtype(array: np.ndarray) -> str:
     if kind in _KINDS:
         return _KINDS[kind]
     if kind == "O":
-        held = element_type(array)
+        held = element_type(array) if array.size else None
         if held is not None:
             return held
         kinds = sorted({type(item).__name__ for item in array.flat})
+        if not kinds:
+            return "object"
         return f"object (holding {', '.join(kinds[:4])}{', ...' if len(kinds) > 4 else ''})"
     if not array.dtype.isnative:
         # '>f4' is named float32 too; without this the message would read "float32, but was float32"

@@ -684,7 +684,6 @@ def test_thread_options_set_torchs_pools_and_reject_bad_values(tmp_path: Path) -
         import numpy as np
         from neuropod import load_neuropod, OptionError
         from neuropod.packagers import create_torchscript_neuropod
-from neuropod.packagers.common import create_package
 
         class Identity(torch.nn.Module):
             def forward(self, x):

@@ -4,6 +4,7 @@ HTTP, gRPC), and a string tensor only as UTF-8 text (else a 400 naming the tenso
 from __future__ import annotations
 
 import json
+import uuid
 
 import numpy as np
 import pytest
@@ -14,7 +15,8 @@ from tests.serving.helpers import build_model, error_of, request
 
 httpclient = pytest.importorskip("tritonclient.http")
 grpcclient = pytest.importorskip("tritonclient.grpc")
-from tritonclient.utils import InferenceServerException  # noqa: E402
+shm_utils = pytest.importorskip("tritonclient.utils.shared_memory")
+from tritonclient.utils import InferenceServerException, serialize_byte_tensor  # noqa: E402
 
 WRAPPED = [b"<" + item + b">" for item in RAW_BYTES]
 NOT_UTF8 = byte_array([b"ok", b"\xff\xd8\xff"])
@@ -104,3 +106,29 @@ def test_a_json_output_cannot_carry_bytes_that_are_not_utf8(http, server):
     body = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["\ud800"]}]}
     status, message = error_of(server.http_port, "POST", "/v2/models/strings/infer", body)
     assert status == 400 and message.startswith("Tensor 'text': element 0 is not UTF-8 text")
+
+
+def test_system_shared_memory_carries_bytes_both_ways(http):
+    sent = byte_array(RAW_BYTES)
+    raw = serialize_byte_tensor(sent).item()
+    expected = serialize_byte_tensor(byte_array(WRAPPED)).item()
+    key = f"/neuropod-bytes-{uuid.uuid4().hex[:8]}"
+    handle = shm_utils.create_shared_memory_region("bytes-io", key, len(raw) + len(expected))
+    try:
+        shm_utils.set_shared_memory_region(handle, [np.frombuffer(raw, np.uint8)])
+        http.register_system_shared_memory("bytes-io", key, len(raw) + len(expected))
+        inputs = [httpclient.InferInput("s", [len(sent)], "BYTES")]
+        inputs[0].set_shared_memory("bytes-io", len(raw))
+        output = httpclient.InferRequestedOutput("out")
+        output.set_shared_memory("bytes-io", len(expected), offset=len(raw))
+        http.infer("bytes", inputs, outputs=[output])
+        written = shm_utils.get_contents_as_numpy(handle, np.uint8, [len(expected)], offset=len(raw))
+        assert written.tobytes() == expected
+        # the same region read by a string tensor: its first element is not UTF-8
+        text = [httpclient.InferInput("text", [len(sent)], "BYTES")]
+        text[0].set_shared_memory("bytes-io", len(raw))
+        with pytest.raises(InferenceServerException, match="Tensor 'text': element 0 is not UTF-8 text"):
+            http.infer("strings", text)
+        http.unregister_system_shared_memory("bytes-io")
+    finally:
+        shm_utils.destroy_shared_memory_region(handle)

@@ -106,7 +106,8 @@ class ValidationError(NeuropodError, ValueError, RuntimeError):
 
 class ProtocolError(ValidationError):
     """A request or response breaks the protocol: an unknown datatype, a shape that does not
-    match the data, a binary tensor of the wrong size, BYTES that are not UTF-8.
+    match the data, a binary tensor of the wrong size, a JSON output of bytes that are not
+    UTF-8. (Bytes that are not UTF-8 for a string tensor break its spec: a ``ValidationError``.)
 
     It is a ``ValidationError`` (hence a ``ValueError``): a server answers it with 400 /
     ``INVALID_ARGUMENT``, and a client sees the same type as for a local spec mistake.

@@ -15,7 +15,8 @@ from neuropod.errors import InferenceError, ModelClosedError, NeuropodError, Val
 from neuropod.options import BOOLEAN, Options, option
 from neuropod.package.config import ModelConfig
 from neuropod.package.package import Package
-from neuropod.spec.dtypes import numpy_dtype
+from neuropod.spec.dtypes import BYTES, numpy_dtype
+from neuropod.spec.elements import as_bytes
 from neuropod.spec.scalars import scalars_as_arrays
 from neuropod.spec.tensor_spec import TensorSpec
 from neuropod.spec.validation import TensorValidator
@@ -54,6 +55,8 @@ class NeuropodModel(Closing):
         self._path = backend.path
         self._check_inputs = TensorValidator(config.inputs, "input", require_all=require_all_inputs)
         self._check_outputs = TensorValidator(config.outputs, "output")
+        self._bytes_inputs = frozenset(spec.name for spec in config.inputs if spec.dtype == BYTES)
+        self._bytes_outputs = frozenset(spec.name for spec in config.outputs if spec.dtype == BYTES)
 
     @property
     def config(self) -> ModelConfig:
@@ -105,6 +108,9 @@ class NeuropodModel(Closing):
     ) -> dict[str, np.ndarray]:
         """Run the model.
 
+        Tensors of dtype ``bytes`` are object arrays of ``bytes`` on both sides: a numpy ``S``
+        input is accepted and handed to the model as one, and so is an ``S`` output returned.
+
         Args:
             inputs: input name -> numpy array; never modified.
             instance: run on this instance (``0 <= instance < instances``) rather than the
@@ -136,6 +142,8 @@ class NeuropodModel(Closing):
                 raise
             self._check_inputs(converted)
             inputs = converted
+        if self._bytes_inputs:
+            inputs = _fixed_width_as_objects(inputs, self._bytes_inputs)
         try:
             given = dict(inputs)
             outputs = backend.infer(given) if instance is None else backend.infer_on(instance, given)
@@ -153,6 +161,8 @@ class NeuropodModel(Closing):
                 raise
             self._check_outputs(converted)
             outputs = converted
+        if self._bytes_outputs:
+            outputs = _fixed_width_as_objects(outputs, self._bytes_outputs)
         return outputs
 
     def allocate(self, name: str, shape: Sequence[int]) -> np.ndarray:
@@ -178,8 +188,8 @@ class NeuropodModel(Closing):
         dtype = numpy_dtype(spec.dtype)
         if dtype is None:
             raise ValidationError(
-                f"Tensor '{name}' in the input spec is a string tensor; allocate() makes numeric "
-                f"tensors only (pass strings to infer or seal)"
+                f"Tensor '{name}' in the input spec is a {spec.dtype} tensor; allocate() makes "
+                f"numeric tensors only (pass {spec.dtype} to infer or seal)"
             )
         try:
             probe = np.broadcast_to(np.empty((), dtype), tuple(shape))  # a shape without memory
@@ -241,3 +251,14 @@ class NeuropodModel(Closing):
     def __repr__(self) -> str:
         state = "closed" if self._backend is None else "open"
         return f"<NeuropodModel {self.name!r} platform={self.platform!r} {state}>"
+
+
+def _fixed_width_as_objects(tensors: Mapping[str, Any], names: frozenset[str]) -> Any:
+    """``tensors`` with the numpy ``S`` arrays among ``names`` as object arrays of ``bytes``."""
+    out = None
+    for name in names:
+        array = tensors.get(name)
+        if isinstance(array, np.ndarray) and array.dtype.kind == "S":
+            out = dict(tensors) if out is None else out
+            out[name] = as_bytes(array)
+    return tensors if out is None else out

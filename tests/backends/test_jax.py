@@ -232,10 +232,14 @@ def test_outputs_must_match_the_spec(root: Path) -> None:
         package(root, "dtype.zip", lambda x, y: x, output_spec=wrong)
 
 
-def test_strings_are_refused(root: Path) -> None:
+def test_strings_and_bytes_are_refused(root: Path) -> None:
     spec = [{"name": "s", "dtype": "string", "shape": (None,)}]
-    with pytest.raises(PackageError, match="JAX has no string tensors, but 's' are strings in the spec"):
-        package(root, "strings.zip", lambda s: s, input_spec=spec, output_spec=spec)
+    out = [{"name": "b", "dtype": "bytes", "shape": (None,)}]
+    with pytest.raises(PackageError) as info:
+        package(root, "strings.zip", lambda s: s, input_spec=spec, output_spec=out)
+    assert str(info.value) == (
+        "JAX has no string or bytes tensors, but the spec declares 's' (string), 'b' (bytes)"
+    )
 
 
 def test_needs_fn_or_exported(root: Path) -> None:

@@ -105,6 +105,28 @@ def test_strings(root: Path, dtype: type) -> None:
     assert out.tolist() == ["<héllo>", "<日本語>", "<>"]
 
 
+def test_bytes_tensors_carry_utf8_bytes_with_nuls(root: Path) -> None:
+    path = root / "onnx_bytes.zip"
+    spec = {"dtype": "bytes", "shape": (None,)}
+    build_strings(path, root, input_spec=[{"name": "x", **spec}], output_spec=[{"name": "out", **spec}])
+    items = [b"a\x00b\x00\x00", "héllo".encode(), b""]
+    sent = np.empty(len(items), dtype=object)
+    sent[:] = items
+    with load_neuropod(path) as model:
+        out = model.infer({"x": sent})["out"]
+        assert out.dtype == object and out.tolist() == [b"<" + item + b">" for item in items]
+        # an S array is read whole (onnxruntime itself would cut it at the first NUL)
+        assert model.infer({"x": np.array([b"a\x00b"])})["out"].tolist() == [b"<a\x00b>"]
+        sent[1] = b"\xff\xd8"
+        with pytest.raises(InferenceError) as info:
+            model.infer({"x": sent})
+    assert str(info.value) == (
+        "Tensor 'x': element [1] is not UTF-8 (invalid start byte at byte 0); onnxruntime's Python "
+        "API passes string tensors as UTF-8 text, so the bytes inputs of an ONNX model take UTF-8 "
+        "bytes only"
+    )
+
+
 def test_only_the_specd_outputs_are_returned(root: Path) -> None:
     model = make_model(
         [helper.make_node("Add", ["x", "x"], ["double"]), helper.make_node("Neg", ["x"], ["negative"])],

@@ -27,6 +27,8 @@ from neuropod import (
 )
 from neuropod.loader import load_neuropod
 from neuropod.packagers import create_python_neuropod
+from tests.models import BYTES_SPEC, RAW_BYTES, byte_array
+from tests.models.python import BYTES
 
 X_SPEC = [{"name": "x", "dtype": "float32", "shape": (None,)}]
 OUT_SPEC = [{"name": "out", "dtype": "float32", "shape": (None,)}]
@@ -519,3 +521,23 @@ def test_package_layout(tmp_path: Path) -> None:
     assert (path / "0" / "code" / "model" / "sub" / "__init__.py").is_file()
     with load_neuropod(path) as model:
         np.testing.assert_array_equal(model.infer({"x": X})["out"], X)
+
+
+def test_bytes_round_trip_in_process_and_test_data(tmp_path: Path) -> None:
+    def package(name: str, **kwargs: Any) -> Path:
+        files = {"model/main.py": BYTES, "model/__init__.py": ""}
+        return build(tmp_path / name, files, **BYTES_SPEC, **kwargs)
+
+    with load_neuropod(package("bytes")) as model:
+        out = model.infer({"s": byte_array(RAW_BYTES)})["out"]
+        assert out.dtype == object and out.tolist() == [b"<" + item + b">" for item in RAW_BYTES]
+        # an S array is handed to the model as an object array of bytes
+        assert model.infer({"s": np.array([b"\xff\x00a"])})["out"].tolist() == [b"<\xff\x00a>"]
+    # test data is stored without pickle: bytes as an S array, which would drop a trailing NUL
+    with pytest.raises(PackageError) as info:
+        package("nul", test_input_data={"s": byte_array([b"a\x00"])})
+    assert str(info.value) == (
+        "Test tensor 's' of dtype object cannot be stored: 's' holds bytes ending with a NUL byte "
+        "(element 0), which a numpy S array, the only form .npy files store bytes in without "
+        "pickle, would drop"
+    )

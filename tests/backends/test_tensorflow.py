@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from neuropod import InferenceError, OptionError, PackageError
+from neuropod import InferenceError, OptionError, PackageError, ValidationError
 from neuropod.loader import load_neuropod
 from neuropod.packagers import create_tensorflow_neuropod
 from tests.models import ADDITION_SPEC, STRING_SPEC
@@ -238,6 +238,55 @@ def test_strings(root: Path, form: str, dtype: type) -> None:
 def test_string_package_helper(tmp_path: Path) -> None:
     with load_neuropod(string_package(tmp_path)) as model:
         assert model.infer({"s": np.array(["a"])})["out"].tolist() == ["<a>"]
+
+
+# --- Bytes -------------------------------------------------------------------------------
+
+BYTES_IN = [{"name": "s", "dtype": "bytes", "shape": ("batch",)}]
+BYTES_OUT = [{"name": "out", "dtype": "bytes", "shape": ("batch",)}]
+#: NULs (leading, inner, trailing), bytes that are not UTF-8, an empty element.
+RAW = [b"\x00\xff\xd8\xff", b"a\x00b\x00\x00", b"", b"\x80", "é".encode()]
+
+
+def byte_array(items: list[bytes]) -> np.ndarray:
+    array = np.empty(len(items), dtype=object)
+    array[:] = items
+    return array
+
+
+@pytest.mark.parametrize("form", ["graph", "savedmodel"])
+def test_bytes_pass_exactly(root: Path, form: str) -> None:
+    path = root / f"bytes-{form}.zip"
+    if form == "graph":
+        build_strings(path, root, input_spec=BYTES_IN, output_spec=BYTES_OUT)
+    else:
+        package(path, trackable_obj=StringsModule(), input_spec=BYTES_IN, output_spec=BYTES_OUT)
+    with load_neuropod(path) as model:
+        out = model.infer({"s": byte_array(RAW)})["out"]
+        assert out.dtype == object and out.tolist() == [b"<" + item + b">" for item in RAW]
+        # numpy S arrays are accepted too (numpy itself dropped their trailing NULs)
+        assert model.infer({"s": np.array([b"a\x00b", b"\xff"])})["out"].tolist() == [b"<a\x00b>", b"<\xff>"]
+        with pytest.raises(ValidationError, match="expected to be of type bytes, but was of type string"):
+            model.infer({"s": np.array(["text"])})
+
+
+def test_a_string_output_that_is_not_utf8_is_the_models_fault(root: Path) -> None:
+    path = root / "bytes-to-string.zip"
+    build_strings(path, root, input_spec=BYTES_IN, output_spec=STRING_OUT)
+    with load_neuropod(path) as model:
+        assert model.infer({"s": byte_array([b"ok"])})["out"].tolist() == ["<ok>"]
+        with pytest.raises(ValidationError) as info:
+            model.infer({"s": byte_array([b"ok", b"\xff"])})
+    assert str(info.value) == (
+        "Tensor 'out': element 1 is not UTF-8 text (invalid start byte at byte 1), but 'out' is a "
+        "string output, which holds text; a tensor of dtype bytes takes any bytes"
+    )
+
+
+def test_the_packager_checks_bytes_against_the_signature(root: Path) -> None:
+    spec_in = [{"name": "x", "dtype": "bytes", "shape": (None, None)}, XY_SPEC[1]]
+    with pytest.raises(PackageError, match="input 'x' of type float32, but the input spec says bytes"):
+        package(root / "wrong-bytes.zip", trackable_obj=AdditionModule(), input_spec=spec_in)
 
 
 # --- Init ops ----------------------------------------------------------------------------

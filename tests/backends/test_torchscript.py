@@ -23,6 +23,7 @@ import pytest
 from neuropod import InferenceError, OptionError, PackageError
 from neuropod.loader import load_neuropod
 from neuropod.packagers import create_torchscript_neuropod
+from neuropod.packagers.common import create_package
 
 torch = pytest.importorskip("torch")
 
@@ -350,6 +351,35 @@ def test_module_path(root: Path, tmp_path: Path) -> None:
         test_expected_out={"out": np.array([2.0], np.float32)},
     )
     assert path.is_file()
+
+
+class Echo(torch.nn.Module):
+    def forward(self, data: list[str]) -> dict[str, list[str]]:
+        return {"out": data}
+
+
+def test_bytes_tensors_are_refused_at_packaging_and_at_load(tmp_path: Path) -> None:
+    with pytest.raises(PackageError) as info:
+        package(tmp_path / "bytes", script(Echo()), [spec("data", "bytes")], [spec("out", "string")])
+    assert str(info.value) == (
+        "TorchScript has no bytes type (its str is UTF-8 text, which List[str] arguments decode), so "
+        "its tensors cannot be of dtype bytes: declare text as string, or pass raw bytes as a uint8 "
+        "tensor, but the spec declares 'data' (bytes)"
+    )
+    assert not (tmp_path / "bytes").exists()
+    # a package that says bytes anyway (written without the packager's check) fails to load
+    saved = tmp_path / "echo.pt"
+    script(Echo()).save(str(saved))
+
+    def write_model(builder: Any) -> None:
+        shutil.copyfile(saved, builder.root / "0" / "data" / "model.pt")
+
+    path = tmp_path / "written"
+    specs = [spec("data", "string")], [spec("out", "bytes")]
+    create_package("test", "torchscript", path, "echo", *specs, write_model, {})
+    message = r"written: TorchScript has no bytes type .* declares 'out' \(bytes\)"
+    with pytest.raises(PackageError, match=message):
+        load_neuropod(path)
 
 
 @pytest.mark.parametrize("given", ["neither", "both"])

@@ -62,6 +62,20 @@ def get_model(data_dir):
     return model
 """
 
+# b (batch,) bytes -> each reversed, with a NUL in front, and their lengths.
+BYTES_MODEL = """
+import numpy as np
+
+def get_model(data_dir):
+    def model(b):
+        out = np.empty(len(b), dtype=object)
+        out[:] = [b"\\x00" + item[::-1] for item in b]
+        return {"rev": out, "n": np.array([len(item) for item in b], np.int64)}
+    return model
+"""
+#: NULs (leading, inner, trailing), bytes that are not UTF-8, an empty value.
+RAW = [b"\x00\xff", b"a\x00b\x00\x00", b"", b"\x80\xfe"]
+
 # x (batch, None) -> 2x, keeping the second dim whatever its size.
 RAGGED = """
 def get_model(data_dir):
@@ -102,6 +116,16 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             [
                 {"name": "n", "dtype": "int64", "shape": ("batch",)},
                 {"name": "upper", "dtype": "string", "shape": ("batch",)},
+            ],
+        ),
+        "bytes": package(
+            root,
+            "bytes",
+            BYTES_MODEL,
+            [{"name": "b", "dtype": "bytes", "shape": ("batch",)}],
+            [
+                {"name": "rev", "dtype": "bytes", "shape": ("batch",)},
+                {"name": "n", "dtype": "int64", "shape": ("batch",)},
             ],
         ),
         "ragged": package(
@@ -336,6 +360,51 @@ def test_string_columns_in_and_out_of_arrow_files(models, tmp_path):
     run(models["text"], tmp_path / "data", output=tmp_path / "out", batch_size=2, progress=False)
     written = ipc.open_file(str(tmp_path / "out" / "t.arrow")).read_all()
     assert written.to_pydict() == {"n": [1, 2, 3], "upper": ["A", "BB", "CCC"]}
+
+
+def test_binary_columns_in_and_out_of_parquet_files(models, tmp_path):
+    (tmp_path / "data").mkdir()
+    pq.write_table(pa.table({"b": pa.array(RAW, pa.binary())}), tmp_path / "data" / "t.parquet")
+    run(models["bytes"], tmp_path / "data", output=tmp_path / "out", batch_size=3, progress=False)
+    written = pq.read_table(tmp_path / "out" / "t.parquet")
+    assert written.schema.field("rev").type == pa.binary()
+    assert written.to_pydict() == {"rev": [b"\x00" + item[::-1] for item in RAW], "n": [2, 5, 0, 2]}
+    # in memory: object arrays of bytes, exactly
+    result = run(models["bytes"], {"b": np.array(RAW, dtype=object)}, batch_size=3, progress=False)
+    assert result.outputs["rev"].dtype == object
+    assert result.outputs["rev"].tolist() == [b"\x00" + item[::-1] for item in RAW]
+
+
+def test_binary_and_string_columns_feed_string_and_bytes_inputs(models, tmp_path):
+    (tmp_path / "data").mkdir()
+    column = pa.array([b"ab", "é".encode(), b"\xff"], pa.binary())
+    pq.write_table(pa.table({"s": column}), tmp_path / "data" / "t.parquet")
+    result = run(models["text"], tmp_path / "data", batch_size=2, progress=False)
+    assert result.outputs["upper"].tolist() == ["AB", "É"]
+    (failure,) = result.failures
+    assert str(failure).startswith(
+        "shard t.parquet row 2: ValidationError: Tensor 's': element 0 is not UTF-8 text"
+    )
+    result = run(models["bytes"], {"b": np.array(["é"])}, progress=False)
+    assert result.outputs["rev"].tolist() == [b"\x00" + "é".encode()[::-1]]
+
+
+def test_bytes_outputs_go_to_npz_as_s_arrays_unless_a_nul_would_be_lost(models, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    np.savez(data / "part-0.npz", b=np.array([b"x\x00y", b"\xff"]))  # S: npz holds no object arrays
+    run(models["bytes"], data, output=tmp_path / "out", progress=False)
+    with np.load(tmp_path / "out" / "part-0.npz") as npz:
+        assert npz["rev"].dtype.kind == "S" and npz["rev"].tolist() == [b"\x00y\x00x", b"\x00\xff"]
+    np.savez(data / "part-0.npz", b=np.array([b"ok", b"\x00a"]))  # reversed, it ends with a NUL
+    with pytest.raises(DatasetError) as info:
+        run(models["bytes"], data, output=tmp_path / "out2", progress=False)
+    assert str(info.value) == (
+        "Output 'rev' holds bytes ending with a NUL byte (element 1), which a numpy S array, the only "
+        "form .npy files store bytes in without pickle, would drop in "
+        f"{tmp_path / 'out2' / 'part-0.npz'}; write the outputs as Parquet or Arrow, whose binary "
+        "columns hold any bytes"
+    )
 
 
 # --- failures ----------------------------------------------------------------------------------

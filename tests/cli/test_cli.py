@@ -16,6 +16,8 @@ import pytest
 import neuropod
 from neuropod.cli.main import main
 from neuropod.packagers import create_placeholder_neuropod, create_python_neuropod
+from tests.models import BYTES_SPEC, byte_array
+from tests.models.python import BYTES, write_code
 
 SPEC = {
     "name": "tagger",
@@ -404,6 +406,72 @@ def test_infer_load_options(capsys: pytest.CaptureFixture[str], adder: Path, npy
     code, _, err = cli(capsys, "infer", adder, "--load-option", "visible_gpu=-1")
     assert code == 2
     assert_one_line_error(err, "visible_gpu must be None (CPU) or a GPU index >= 0, got -1")
+
+
+def make_bytes_model(tmp_path: Path, **kwargs: object) -> Path:
+    """tests.models' bytes model (``out = b"<" + s + b">"``), zipped."""
+    path = tmp_path / "bytes.zip"
+    create_python_neuropod(
+        neuropod_path=path,
+        model_name="bytes",
+        **BYTES_SPEC,
+        code_path_spec=write_code(tmp_path, "bytes_model", BYTES),
+        entrypoint_package="bytes_model",
+        entrypoint="get_model",
+        **kwargs,  # type: ignore[arg-type]
+    )
+    return path
+
+
+def test_infer_and_test_with_bytes(capsys: pytest.CaptureFixture[str], tmp_path: Path, npy) -> None:
+    sent = byte_array([b"\x00\xff\xd8", b"a\x00b"])  # no trailing NUL: an .npy S array holds them
+    wrapped = byte_array([b"<\x00\xff\xd8>", b"<a\x00b>"])
+    path = make_bytes_model(tmp_path, test_input_data={"s": sent}, test_expected_out={"out": wrapped})
+    code, out, err = cli(capsys, "test", path)
+    assert (code, err, out.splitlines()) == (0, "", ["PASS  out", "", "1 passed, 0 failed"])
+    given = npy("s", sent.astype(np.bytes_))
+    code, out, err = cli(capsys, "infer", path, "-i", f"s={given}", "-o", tmp_path / "o")
+    assert (code, err) == (0, "")
+    row = out.splitlines()[1]
+    assert row.split()[:3] == ["out", "bytes", "(2,)"] and "[b'<\\x00\\xff\\xd8>', b'<a\\x00b>']" in row
+    written = np.load(tmp_path / "o" / "out.npy")
+    assert written.dtype.kind == "S" and written.tolist() == [b"<\x00\xff\xd8>", b"<a\x00b>"]
+
+
+NUL_ENDER = """
+import numpy as np
+
+
+def get_model(data_dir):
+    def run(s):
+        out = np.empty(s.shape, dtype=object)
+        out[...] = [item + b"\\x00" for item in s]
+        return {"out": out}
+    return run
+"""
+
+
+def test_infer_refuses_to_write_bytes_an_npy_file_would_change(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, npy
+) -> None:
+    path = tmp_path / "nul.zip"
+    create_python_neuropod(
+        neuropod_path=path,
+        model_name="nul",
+        **BYTES_SPEC,
+        code_path_spec=write_code(tmp_path, "nul_model", NUL_ENDER),
+        entrypoint_package="nul_model",
+        entrypoint="get_model",
+    )
+    given = npy("s", np.array([b"ok"]))
+    code, out, err = cli(capsys, "infer", path, "-i", f"s={given}", "-o", tmp_path / "o")
+    assert code == 2 and "[b'ok\\x00']" in out
+    assert_one_line_error(
+        err,
+        "output 'out' holds bytes ending with a NUL byte (element 0), which a numpy S array, the only "
+        "form .npy files store bytes in without pickle, would drop; it cannot be written as "
+        f"{tmp_path / 'o' / 'out.npy'}",
+    )
 
 
 # --- test -----------------------------------------------------------------------------------------

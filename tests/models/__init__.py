@@ -48,6 +48,24 @@ STRING_SPEC: dict[str, Any] = {
     "input_spec": [{"name": "s", "dtype": "string", "shape": ("batch",)}],
     "output_spec": [{"name": "out", "dtype": "string", "shape": ("batch",)}],
 }
+#: The strings model over arbitrary bytes: ``out = b"<" + s + b">"``.
+BYTES_SPEC: dict[str, Any] = {
+    "input_spec": [{"name": "s", "dtype": "bytes", "shape": ("batch",)}],
+    "output_spec": [{"name": "out", "dtype": "bytes", "shape": ("batch",)}],
+}
+#: Bytes that any text handling would damage: NULs (leading, inner, trailing), bytes that are
+#: not UTF-8, an empty element, and UTF-8 for contrast.
+RAW_BYTES = (b"\x00\xff\xd8\xff\xe0", b"a\x00b\x00\x00", b"", b"\x80", "é".encode())
+
+
+def byte_array(items: Any) -> Any:
+    """An object array of ``bytes`` (``np.array`` would make an S array, dropping trailing NULs)."""
+    import numpy as np
+
+    items = list(items)
+    array = np.empty(len(items), dtype=object)
+    array[:] = items
+    return array
 
 
 def _module(platform: str) -> Any:

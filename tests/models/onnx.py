@@ -10,7 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from neuropod.packagers import create_onnx_neuropod
 
-_ELEM_TYPES = {"float32": TensorProto.FLOAT, "string": TensorProto.STRING}
+_ELEM_TYPES = {"float32": TensorProto.FLOAT, "string": TensorProto.STRING, "bytes": TensorProto.STRING}
 
 
 def make_model(nodes: list[Any], inputs: list[Any], outputs: list[Any], opset: int = 17, **kw: Any) -> Any:

@@ -27,6 +27,19 @@ STRINGS = """
         return strings
 """
 
+BYTES = """
+    import numpy as np
+
+
+    def get_model(data_dir):
+        def wrap(s):
+            out = np.empty(s.shape, dtype=object)
+            out[...] = [b"<" + item + b">" for item in s]
+            return {"out": out}
+
+        return wrap
+"""
+
 
 def write_code(workdir: Path, package: str, source: str) -> list[dict[str, Any]]:
     """Writes ``source`` as the package ``package`` under ``workdir/code``.

@@ -39,8 +39,8 @@ pytest.importorskip("httpx")
 pytest.importorskip("tritonclient.grpc")
 
 from neuropod.serving import ModelOptions, Server
-from tests.models import ADDITION_SPEC, FIXED_SPEC, STRING_SPEC
-from tests.models.python import STRINGS
+from tests.models import ADDITION_SPEC, BYTES_SPEC, FIXED_SPEC, RAW_BYTES, STRING_SPEC, byte_array
+from tests.models.python import BYTES, STRINGS
 
 TOKEN = "s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -85,6 +85,7 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "addition": _build(root, "addition", ADDITION, ADDITION_SPEC),
         "fixed": _build(root, "fixed", ADDITION, FIXED_SPEC),
         "strings": _build(root, "strings", STRINGS, STRING_SPEC),
+        "bytes": _build(root, "bytes", BYTES, BYTES_SPEC),
         "strict": _build(root, "strict", ADDITION, ADDITION_SPEC),  # the server requires every input
         "spare": _build(root, "spare", ADDITION, ADDITION_SPEC),  # unloaded by a test
     }
@@ -175,6 +176,25 @@ def test_string_round_trip(server: Server, protocol: str, dtype: type) -> None:
         out = strings.infer({"s": words})
     assert out["out"].dtype.kind == "U"
     assert out["out"].tolist() == ["<héllo>", "<日本語>", "<>", "<a b>"]
+
+
+def test_bytes_round_trip(server: Server, protocol: str) -> None:
+    with _load(server, protocol, "bytes") as remote:
+        assert remote.input_specs[0].dtype == "bytes"
+        out = remote.infer({"s": byte_array(RAW_BYTES)})["out"]
+        assert out.dtype == object and out.tolist() == [b"<" + item + b">" for item in RAW_BYTES]
+        assert remote.infer({"s": np.array([b"a\x00b"])})["out"].tolist() == [b"<a\x00b>"]
+
+
+def test_bytes_as_json_are_utf8_only(server: Server) -> None:
+    with _load(server, "http", "bytes", binary=False) as remote:
+        assert remote.infer({"s": byte_array([b"a\x00", "é".encode()])})["out"].tolist() == [
+            b"<a\x00>",
+            "<é>".encode(),
+        ]
+        message = "Tensor 's': BYTES element 1 is not UTF-8 .* JSON cannot carry"
+        with pytest.raises(ValidationError, match=message):
+            remote.infer({"s": byte_array([b"ok", b"\xff"])})
 
 
 def test_large_tensors(model: NeuropodModel) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from neuropod.packagers.python import create_python_neuropod
+from tests.models.python import BYTES
 
 # Each model: (input spec, output spec, code of get_model(data_dir) returning the callable).
 MODELS: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]], str]] = {
@@ -103,6 +104,12 @@ MODELS: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]], str]] = {
         def get_model(data_dir):
             return lambda x: {"y": x.astype(np.float64)}
         """,
+    ),
+    # out = b"<" + s + b">" over arbitrary bytes (tests.models' bytes model).
+    "bytes": (
+        [{"name": "s", "dtype": "bytes", "shape": [None]}],
+        [{"name": "out", "dtype": "bytes", "shape": [None]}],
+        BYTES,
     ),
     "wide_ints": (
         [

@@ -10,7 +10,10 @@ import pytest
 from neuropod import SpecError, TensorSpec
 from neuropod.spec import DTYPES, canonical_dtype, parse_specs
 
-ALLOWED = "float32, float64, string, int8, int16, int32, int64, uint8, uint16, uint32, uint64, bool, float16"
+ALLOWED = (
+    "float32, float64, string, int8, int16, int32, int64, uint8, uint16, uint32, uint64, bool, float16, "
+    "bytes"
+)
 
 
 def spec_error(*args: object) -> str:
@@ -61,6 +64,11 @@ def test_empty_shape_is_a_scalar():
         (np.bool_, "bool"),
         ("float16", "float16"),
         (np.float16, "float16"),
+        ("bytes", "bytes"),
+        (bytes, "bytes"),
+        (np.bytes_, "bytes"),
+        ("S8", "bytes"),
+        (str, "string"),
     ],
 )
 def test_dtype_is_canonicalized(given, canonical):
@@ -85,7 +93,7 @@ def test_every_original_dtype_keeps_its_name():
         (3, f"Tensor 'x': 3 is not a data type; expected one of: {ALLOWED}"),
         ("complex64", f"Tensor 'x': 'complex64' is not an allowed data type; expected one of: {ALLOWED}"),
         (object, f"Tensor 'x': 'object' is not an allowed data type; expected one of: {ALLOWED}"),
-        ("bytes", f"Tensor 'x': 'bytes' is not an allowed data type; expected one of: {ALLOWED}"),
+        ("binary", f"Tensor 'x': 'binary' is not a data type; expected one of: {ALLOWED}"),
     ],
 )
 def test_bad_dtype(dtype, message):

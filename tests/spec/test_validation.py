@@ -171,16 +171,50 @@ def test_object_arrays_of_str_are_strings():
 
 def test_object_arrays_of_other_things_are_not_strings():
     assert error_of({"s": np.array(["a", 1], dtype=object)}) == (
-        "Tensor 's' in the input spec is expected to be of type string, but was of type object"
+        "Tensor 's' in the input spec is expected to be of type string, but was of type "
+        "object (holding int, str)"
     )
     assert error_of({"s": np.array([b"a"], dtype=object)}) == (
-        "Tensor 's' in the input spec is expected to be of type string, but was of type object"
+        "Tensor 's' in the input spec is expected to be of type string, but was of type bytes"
     )
 
 
 def test_bytes_arrays_are_not_strings():
     assert error_of({"s": np.array([b"a"])}) == (
-        "Tensor 's' in the input spec is expected to be of type string, but was of type bytes8"
+        "Tensor 's' in the input spec is expected to be of type string, but was of type bytes"
+    )
+
+
+BYTES_SPECS = [TensorSpec("b", "bytes", ["batch"])]
+
+
+def byte_array(*items: bytes) -> np.ndarray:
+    array = np.empty(len(items), dtype=object)
+    array[:] = items
+    return array
+
+
+def test_object_arrays_of_bytes_and_s_arrays_are_bytes():
+    validate = TensorValidator(BYTES_SPECS, "input")
+    validate({"b": byte_array(b"\x00\xff", b"", b"a\x00")})
+    validate({"b": np.array([b"ab", b"c"])})
+    validate({"b": np.array([b"x"], dtype=np.bytes_).astype(object)})  # elements are np.bytes_
+    validate({"b": np.empty(0, dtype=object)})
+
+
+@pytest.mark.parametrize(
+    ("value", "got"),
+    [
+        (np.array(["a"]), "string"),
+        (np.array(["a"], dtype=object), "string"),
+        (np.array([b"a", "b"], dtype=object), "object (holding bytes, str)"),
+        (np.array([b"a", None], dtype=object), "object (holding NoneType, bytes)"),
+        (np.zeros(1, np.uint8), "uint8"),
+    ],
+)
+def test_bytes_tensors_refuse_anything_else(value, got):
+    assert error_of({"b": value}, specs=BYTES_SPECS, direction="output") == (
+        f"Tensor 'b' in the output spec is expected to be of type bytes, but was of type {got}"
     )
 
 
@@ -367,3 +401,17 @@ def test_output_symbols_are_checked_apart_from_input_symbols(tmp_path):
         "All dims with symbol 'n' should be the same size. Dim 0 of tensor 'b' in the output spec "
         "is expected to be of size 3 (as dim 0 of tensor 'a'), but was of size 4"
     )
+
+
+def test_a_placeholder_makes_bytes_outputs(tmp_path):
+    path = tmp_path / "bytes-placeholder"
+    spec = [{"name": "b", "dtype": "bytes", "shape": ["batch", 2]}]
+    create_placeholder_neuropod(
+        neuropod_path=path, model_name="bytes", input_spec=spec, output_spec=spec, seed=0
+    )
+    with load_neuropod(path) as model:
+        sent = np.empty((3, 2), dtype=object)
+        sent[...] = b"\x00\xff"
+        out = model.infer({"b": sent})["b"]
+    assert out.dtype == object and out.shape == (3, 2)
+    assert all(type(item) is bytes and item.startswith(b"placeholder_") for item in out.flat)

@@ -16,7 +16,7 @@ import numpy as np
 
 from neuropod.packagers import create_python_neuropod
 
-#: Every dtype, a scalar, strings, and an output that views its input (``echo``).
+#: Every dtype, a scalar, strings, bytes, and an output that views its input (``echo``).
 MIXED_SPEC: dict[str, Any] = {
     "input_spec": [
         {"name": "f32", "dtype": "float32", "shape": (None, None)},
@@ -26,6 +26,7 @@ MIXED_SPEC: dict[str, Any] = {
         {"name": "i64", "dtype": "int64", "shape": ()},
         {"name": "flag", "dtype": "bool", "shape": (None,)},
         {"name": "s", "dtype": "string", "shape": (None,)},
+        {"name": "b", "dtype": "bytes", "shape": (None,)},
     ],
     "output_spec": [
         {"name": "f32", "dtype": "float32", "shape": (None, None)},
@@ -35,6 +36,7 @@ MIXED_SPEC: dict[str, Any] = {
         {"name": "i64", "dtype": "int64", "shape": ()},
         {"name": "flag", "dtype": "bool", "shape": (None,)},
         {"name": "s", "dtype": "string", "shape": (None,)},
+        {"name": "b", "dtype": "bytes", "shape": (None,)},
         {"name": "echo", "dtype": "float32", "shape": (None, None)},
     ],
 }
@@ -42,7 +44,7 @@ MIXED = """
     import numpy as np
 
     def get_model(data_dir):
-        def mixed(f32=None, f16=None, f64=None, u8=None, i64=None, flag=None, s=None):
+        def mixed(f32=None, f16=None, f64=None, u8=None, i64=None, flag=None, s=None, b=None):
             out = {}
             if f32 is not None:
                 out["f32"] = f32 * 2
@@ -59,6 +61,9 @@ MIXED = """
                 out["flag"] = ~flag
             if s is not None:
                 out["s"] = np.array(["<" + str(item) + ">" for item in s], dtype=object)
+            if b is not None:
+                out["b"] = np.empty(b.shape, dtype=object)
+                out["b"][...] = [b"<" + bytes(item) + b">" for item in b]
             return out
         return mixed
 """

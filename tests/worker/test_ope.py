@@ -68,7 +68,14 @@ def mixed_inputs(rows: int = 3, cols: int = 4) -> dict[str, np.ndarray]:
         "i64": np.array(41, np.int64),
         "flag": np.array([True, False, True]),
         "s": np.array(["a", "bé", "", "日本"]),
+        "b": byte_array([b"\x00\xff\xd8", b"a\x00b\x00\x00", b"", "日本".encode(), b"\x80"] * rows),
     }
+
+
+def byte_array(items: list[bytes]) -> np.ndarray:
+    array = np.empty(len(items), dtype=object)
+    array[:] = items
+    return array
 
 
 def assert_same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
@@ -93,6 +100,7 @@ def test_results_match_in_process(models, rows, cols):
     got = remote.infer(inputs)
     assert_same(expected, got)
     assert got["s"].dtype.kind == "U"  # strings come back as unicode
+    assert got["b"].dtype == object and got["b"].tolist() == [b"<" + item + b">" for item in inputs["b"]]
 
 
 def test_non_contiguous_and_object_string_inputs(models):
@@ -100,6 +108,17 @@ def test_non_contiguous_and_object_string_inputs(models):
     base = RNG.standard_normal((6, 8)).astype(np.float32)
     inputs = {"f32": base[::2, ::-1], "s": np.array(["x", "yz"], dtype=object)}
     assert_same(local.infer(inputs), remote.infer(inputs))
+
+
+def test_bytes_of_every_size_and_form_cross_exactly(models):
+    local, remote = models
+    big = RNG.integers(0, 256, 200_000, dtype=np.uint8).tobytes() + b"\x00\x00"  # past the arena
+    for value in (byte_array([big, b"\x00"]), np.array([b"a\x00b", b"\xff"]), byte_array([])):
+        expected, got = local.infer({"b": value})["b"], remote.infer({"b": value})["b"]
+        assert got.dtype == object and got.shape == value.shape
+        assert got.tolist() == expected.tolist() == [b"<" + bytes(item) + b">" for item in value]
+    with pytest.raises(ValidationError, match="Tensor 'b' in the input spec is expected to be of type bytes"):
+        remote.infer({"b": np.array(["text"])})
 
 
 def test_inputs_are_not_modified(models):
@@ -300,6 +319,8 @@ def test_allocate_checks_the_spec(mixed_path):
             model.allocate("f32", (4,))
         with pytest.raises(ValidationError, match="'nope' are not found in the input spec"):
             model.allocate("nope", (4,))
+        with pytest.raises(ValidationError, match="'b' in the input spec is a bytes tensor; allocate"):
+            model.allocate("b", (4,))
         with pytest.raises(ValidationError, match="string tensor"):
             model.allocate("s", (4,))
         with pytest.raises(ValidationError, match="invalid shape"):

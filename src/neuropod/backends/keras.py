@@ -33,6 +33,7 @@ from neuropod.backends.devices import choose_gpu
 from neuropod.backends.options import KerasOptions
 from neuropod.errors import InferenceError, OptionError, PackageError
 from neuropod.package.package import Package
+from neuropod.spec.elements import BytesConformer
 
 MODEL_FILE = "model.keras"
 
@@ -170,6 +171,8 @@ class KerasBackend(Backend):
                 f"backend of Keras, but this process runs Keras on '{self.keras_backend}'"
             )
         self._device = _device_for(visible_gpu)
+        # TensorFlow's strings come out as bytes: text for string outputs, as they are for bytes.
+        self._conform_outputs = BytesConformer(package.config.outputs, "output")
         path = package.data_dir / MODEL_FILE
         if not path.is_file():
             raise PackageError(f"{package.path}: the Keras model 0/data/{MODEL_FILE} is missing")
@@ -241,9 +244,10 @@ class KerasBackend(Backend):
             items = list(zip(self._model_outputs, out, strict=True))
         else:
             items = [(self._model_outputs[0], out)]
-        return {
-            self._outputs[name]: self._convert_out(value) for name, value in items if name in self._outputs
-        }
+        outputs: dict[str, np.ndarray] = self._conform_outputs(
+            {self._outputs[name]: self._convert_out(value) for name, value in items if name in self._outputs}
+        )
+        return outputs
 
     def close(self) -> None:
         if self._namespace is not None:

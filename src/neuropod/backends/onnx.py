@@ -12,9 +12,10 @@ from neuropod.backends.base import Backend
 from neuropod.backends.custom_ops import op_path
 from neuropod.backends.devices import choose_gpu
 from neuropod.backends.options import OnnxOptions
-from neuropod.errors import ModelClosedError, OptionError, PackageError
+from neuropod.errors import InferenceError, ModelClosedError, OptionError, PackageError
 from neuropod.package.package import Package
-from neuropod.spec.dtypes import STRING
+from neuropod.spec.dtypes import BYTES, STRING
+from neuropod.spec.elements import as_bytes
 
 MODEL_FILE = "model.onnx"
 CPU = "CPUExecutionProvider"
@@ -30,6 +31,12 @@ class OnnxBackend(Backend):
     arrays in place and returns outputs that wrap its own buffers, so neither side is copied
     (measured faster than ``OrtValue``s or IO binding at small and large sizes). String
     tensors go in as numpy unicode arrays and come out as unicode arrays.
+
+    ``bytes`` tensors (an ONNX ``STRING`` spec'd ``bytes``) carry UTF-8 bytes only:
+    onnxruntime's Python API converts every string element through Python ``str`` (it reads an
+    object array's ``bytes`` as their ``repr``, and cuts numpy ``S`` elements at the first
+    NUL), so their elements are decoded on the way in and encoded on the way out, and an
+    element that is not UTF-8 fails the call with an ``InferenceError`` naming it.
 
     Args:
         package: the opened package.
@@ -77,6 +84,8 @@ class OnnxBackend(Backend):
             raise PackageError(f"{package.path}: onnxruntime cannot load 0/data/{MODEL_FILE}: {exc}") from exc
         self._output_names = [spec.name for spec in package.config.outputs]
         self._string_outputs = frozenset(s.name for s in package.config.outputs if s.dtype == STRING)
+        self._bytes_inputs = frozenset(s.name for s in package.config.inputs if s.dtype == BYTES)
+        self._bytes_outputs = frozenset(s.name for s in package.config.outputs if s.dtype == BYTES)
 
     @property
     def providers(self) -> list[str]:
@@ -87,15 +96,34 @@ class OnnxBackend(Backend):
         session = self._session
         if session is None:
             raise ModelClosedError(f"The ONNX session of {self.package.path} is closed")
+        for name in self._bytes_inputs.intersection(inputs):
+            inputs[name] = _decoded(name, inputs[name])
         values = session.run(self._output_names, inputs)
         outputs = dict(zip(self._output_names, values, strict=True))
         for name in self._string_outputs:
             # onnxruntime returns strings as an object array of str.
             outputs[name] = outputs[name].astype(str)
+        for name in self._bytes_outputs:
+            outputs[name] = as_bytes(outputs[name])
         return outputs
 
     def close(self) -> None:
         self._session = None
+
+
+def _decoded(name: str, array: np.ndarray) -> np.ndarray:
+    """A bytes input as the object array of str that onnxruntime reads correctly."""
+    out = np.empty(array.shape, dtype=object)
+    for index, item in np.ndenumerate(array):
+        try:
+            out[index] = item.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InferenceError(
+                f"Tensor '{name}': element {list(index)} is not UTF-8 ({exc.reason} at byte "
+                f"{exc.start}); onnxruntime's Python API passes string tensors as UTF-8 text, so "
+                f"the bytes inputs of an ONNX model take UTF-8 bytes only"
+            ) from None
+    return out
 
 
 def _choose_providers(providers: Sequence[Provider] | None, visible_gpu: int | None) -> list[Provider]:

@@ -21,7 +21,6 @@ from google.protobuf.message import DecodeError
 from neuropod.backends.base import Backend
 from neuropod.backends.options import TensorFlowOptions
 from neuropod.backends.tf_interop import (
-    decode_strings,
     device_for,
     eager_to_numpy,
     load_custom_ops,
@@ -30,6 +29,7 @@ from neuropod.backends.tf_interop import (
 )
 from neuropod.errors import PackageError
 from neuropod.package.package import Package
+from neuropod.spec.elements import BytesConformer
 
 GRAPH_FILE = "model.pb"
 SAVED_MODEL_DIR = "savedmodel"
@@ -47,8 +47,9 @@ class TensorFlowBackend(Backend):
     Copies (see ``tf_interop``): an input whose data is 64-byte aligned and C-contiguous (and,
     for SavedModels, writeable) reaches TensorFlow without a copy, and every other input is
     copied once (TensorFlow's kernels need the alignment, and numpy aligns to 16 bytes only).
-    Outputs are views of TensorFlow's buffers (read-only for SavedModels); strings are encoded
-    and decoded, which copies them.
+    Outputs are views of TensorFlow's buffers (read-only for SavedModels); ``string`` tensors
+    are encoded and decoded (UTF-8), which copies them; ``bytes`` tensors pass as object arrays
+    of ``bytes``, exactly.
 
     Args:
         package: the opened package.
@@ -76,6 +77,7 @@ class TensorFlowBackend(Backend):
             set_process_threads(intra_op_threads, inter_op_threads)
         load_custom_ops(package)
         device = device_for(visible_gpu)
+        self._conform_outputs = BytesConformer(package.config.outputs, "output")
         self._runner: _GraphRunner | _SavedModelRunner
         if saved_model.is_dir():
             self._runner = _SavedModelRunner(package, device)
@@ -88,7 +90,8 @@ class TensorFlowBackend(Backend):
             )
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self._runner.run(inputs)
+        outputs: dict[str, np.ndarray] = self._conform_outputs(self._runner.run(inputs))
+        return outputs
 
     def close(self) -> None:
         self._runner.close()
@@ -132,7 +135,6 @@ class _GraphRunner:
         self._inputs = {spec.name: self._tensor(package, mapping, spec.name) for spec in config.inputs}
         self._output_names = [spec.name for spec in config.outputs]
         self._fetches = [self._tensor(package, mapping, name) for name in self._output_names]
-        self._string_outputs = [spec.dtype == "string" for spec in config.outputs]
         session_config = tf.compat.v1.ConfigProto(
             allow_soft_placement=True,
             intra_op_parallelism_threads=intra_op_threads or 0,
@@ -172,10 +174,7 @@ class _GraphRunner:
             self._callables[names] = call
         values = call(*inputs.values())
         # Scalars come back as numpy scalars (or bytes), which asarray makes 0-d arrays.
-        return {
-            name: decode_strings(np.asarray(value)) if is_string else np.asarray(value)
-            for name, value, is_string in zip(self._output_names, values, self._string_outputs, strict=True)
-        }
+        return {name: np.asarray(value) for name, value in zip(self._output_names, values, strict=True)}
 
     def close(self) -> None:
         self._callables.clear()

@@ -16,7 +16,9 @@ encoded to UTF-8 by TensorFlow, which is a copy by nature.
 
 TensorFlow -> numpy. ``np.asarray(eager_tensor)`` is a read-only view of the tensor's buffer;
 ``EagerTensor.numpy()`` would copy it. ``Session.run`` returns arrays that view TensorFlow's
-buffers already. String tensors come back as bytes and are decoded to numpy unicode.
+buffers already. String tensors (``tf.string`` holds bytes) come back as object arrays of
+``bytes``: the backends make text of those the spec calls ``string`` (``neuropod.spec.elements``)
+and return the others as they are.
 """
 
 from __future__ import annotations
@@ -52,17 +54,9 @@ def to_eager(array: np.ndarray) -> tf.Tensor:
 
 
 def eager_to_numpy(tensor: Any) -> np.ndarray:
-    """A numpy array of an eager tensor's value: a read-only view, or decoded unicode for strings."""
-    array = np.asarray(tensor)
-    if array.dtype.kind in "OS":
-        return decode_strings(array)
-    return array
-
-
-def decode_strings(array: np.ndarray) -> np.ndarray:
-    """Decode an array of UTF-8 ``bytes`` (TensorFlow's strings) to a numpy unicode array."""
-    decoded = [item.decode("utf-8") if isinstance(item, bytes) else str(item) for item in array.ravel()]
-    return np.array(decoded, dtype=str).reshape(array.shape)
+    """A numpy array of an eager tensor's value: a read-only view, or an object array of
+    ``bytes`` for strings."""
+    return np.asarray(tensor)
 
 
 def device_for(visible_gpu: int | None) -> str | None:

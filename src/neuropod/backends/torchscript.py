@@ -14,7 +14,9 @@ from neuropod.backends.devices import choose_gpu
 from neuropod.backends.options import TorchScriptOptions
 from neuropod.errors import InferenceError, OptionError, PackageError
 from neuropod.package.package import Package
-from neuropod.spec.dtypes import STRING
+from neuropod.packagers.torchscript import NO_BYTES
+from neuropod.spec.dtypes import BYTES, STRING
+from neuropod.spec.tensor_spec import refuse_dtypes
 
 MODEL_FILE = "model.pt"
 
@@ -57,6 +59,10 @@ class TorchScriptBackend(Backend):
         settings: TorchScriptOptions = TorchScriptOptions.parse(options)
         _set_threads(settings.intra_op_threads, settings.inter_op_threads)
         config = package.config
+        try:
+            refuse_dtypes((*config.inputs, *config.outputs), [BYTES], NO_BYTES)
+        except PackageError as exc:
+            raise PackageError(f"{package.path}: {exc}") from None
         load_custom_ops(
             package,
             "torch",

@@ -1,6 +1,7 @@
 """Shards of Parquet and Arrow IPC files: columns to arrays and back (needs pyarrow).
 
-A column of numbers or strings is a tensor of rank 1; a list column adds a dim per level of
+A column of numbers, strings or binary is a tensor of rank 1 (string tensors are written as
+string columns, bytes tensors as binary ones); a list column adds a dim per level of
 nesting, and a batch of its rows becomes one array when every row of the batch has the same
 length (else the batch fails validation). Outputs of rank 2 and more are written as list
 columns: fixed-size lists where the output spec fixes the dim, plain lists elsewhere.
@@ -18,7 +19,7 @@ import numpy as np
 from neuropod.batch.dataset import PARQUET, DatasetError, Shard, ShardReader, ShardWriter, output_path
 from neuropod.batch.state import partial_path, publish
 from neuropod.errors import BackendUnavailable, ValidationError
-from neuropod.spec.dtypes import STRING
+from neuropod.spec.dtypes import BYTES, STRING, VARIABLE_LENGTH
 from neuropod.spec.tensor_spec import TensorSpec
 
 try:
@@ -31,6 +32,9 @@ except ImportError as exc:
         f"Parquet and Arrow datasets need pyarrow, which is not installed ({exc}): "
         f"pip install 'neuropod[batch]'"
     ) from exc
+
+#: The column type of each variable-length spec type.
+_ARROW_TYPES = {STRING: pa.string(), BYTES: pa.binary()}
 
 #: Rows gathered before a row group (Parquet) or record batch (Arrow) is written.
 ROWS_PER_GROUP = 1 << 16
@@ -106,8 +110,8 @@ def _first_null(column: pa.Array) -> int:
 def to_arrow(array: np.ndarray, spec: TensorSpec) -> pa.Array:
     """An output array as a column: rank 1 as values, more dims as (fixed-size) list levels."""
     flat = array.reshape(-1)
-    if spec.dtype == STRING or array.dtype.kind in "UO":
-        values = pa.array(flat.tolist(), pa.string())
+    if spec.dtype in VARIABLE_LENGTH or array.dtype.kind in "UOS":
+        values = pa.array(flat.tolist(), _ARROW_TYPES.get(spec.dtype, pa.string()))
     else:
         values = pa.array(flat)
     for i in range(array.ndim - 1, 0, -1):
@@ -124,7 +128,7 @@ def schema(specs: Sequence[TensorSpec]) -> pa.Schema:
     """The schema of the output columns, derived from the output specs alone."""
     fields = []
     for spec in specs:
-        kind: pa.DataType = pa.string() if spec.dtype == STRING else pa.from_numpy_dtype(np.dtype(spec.dtype))
+        kind: pa.DataType = _ARROW_TYPES.get(spec.dtype) or pa.from_numpy_dtype(np.dtype(spec.dtype))
         for dim in reversed(spec.shape[1:]):
             kind = pa.list_(kind, dim) if isinstance(dim, int) else pa.list_(kind)
         fields.append(pa.field(spec.name, kind, nullable=False))

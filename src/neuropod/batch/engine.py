@@ -22,6 +22,7 @@ from neuropod.errors import InferenceError, NeuropodError, ValidationError
 from neuropod.loader import load_neuropod
 from neuropod.model import NeuropodModel
 from neuropod.spec.batch_dim import output_without_rows
+from neuropod.spec.elements import BytesConformer
 
 #: The errors that fail one batch and let the run go on; any other error stops the run.
 BATCH_ERRORS = (ValidationError, InferenceError)
@@ -137,7 +138,9 @@ def run_task(model: NeuropodModel, readers: ShardReaders, task: Task) -> TaskRes
     reader, names = readers.get(task.shard)
     rows = task.stop - task.start
     try:
-        outputs = model.infer(reader.read(names, task.start, task.stop))
+        # A binary column feeds a string input as UTF-8 text, a string column a bytes input as bytes.
+        inputs = BytesConformer(model.input_specs)(reader.read(names, task.start, task.stop))
+        outputs = model.infer(inputs)
         short = output_without_rows(outputs, rows)
         if short is not None:
             raise ValidationError(

@@ -19,8 +19,8 @@ from neuropod.batch.dataset import (
     output_path,
 )
 from neuropod.batch.state import write_atomically
-from neuropod.package.test_data import as_array
-from neuropod.spec.dtypes import numpy_dtype
+from neuropod.package.test_data import storable_array
+from neuropod.spec.dtypes import FIXED_WIDTH_KIND, numpy_dtype
 from neuropod.spec.tensor_spec import TensorSpec
 
 
@@ -160,7 +160,7 @@ class _NpzWriter(MemoryWriter):
 
     def commit(self) -> None:
         super().commit()
-        arrays = {name: as_array(array) for name, array in self.arrays.items()}
+        arrays = {name: _storable(array, name, self._final) for name, array in self.arrays.items()}
         self._final.parent.mkdir(parents=True, exist_ok=True)
 
         def save(path: Path) -> None:
@@ -186,7 +186,7 @@ class _NpyWriter(MemoryWriter):
         super().commit()
         self._folder.mkdir(parents=True, exist_ok=True)
         for name, array in self.arrays.items():
-            value = as_array(array)
+            value = _storable(array, name, self._folder)
 
             def save(path: Path, value: np.ndarray = value) -> None:
                 with open(path, "wb") as file:
@@ -231,7 +231,17 @@ def concatenate(
 
 def _empty(spec: TensorSpec) -> np.ndarray:
     shape = (0, *(dim if isinstance(dim, int) else 0 for dim in spec.shape[1:]))
-    return np.empty(shape, numpy_dtype(spec.dtype) or np.dtype("U1"))
+    return np.empty(shape, numpy_dtype(spec.dtype) or FIXED_WIDTH_KIND[spec.dtype] + "1")
+
+
+def _storable(array: np.ndarray, name: str, where: Path) -> np.ndarray:
+    try:
+        return storable_array(array, name)
+    except ValueError as exc:
+        raise DatasetError(
+            f"Output {exc} in {where}; write the outputs as Parquet or Arrow, whose binary "
+            f"columns hold any bytes"
+        ) from None
 
 
 def _common_rows(where: str, shapes: Mapping[str, tuple[int, ...]]) -> int:

@@ -19,7 +19,7 @@ from neuropod.cli.arguments import (
 from neuropod.cli.errors import CommandError
 from neuropod.cli.output import tensor_table
 from neuropod.loader import load_neuropod
-from neuropod.package.test_data import as_array
+from neuropod.package.test_data import storable_array
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -102,8 +102,12 @@ def write_outputs(outputs: dict[str, np.ndarray], directory: Path) -> list[Path]
     paths = []
     for name, array in outputs.items():
         path = directory / f"{name}.npy"
-        # as_array turns object arrays of str into unicode, which saves without pickle.
-        np.save(path, as_array(array), allow_pickle=False)
+        try:
+            # Object arrays of str become unicode and those of bytes S arrays: no pickle.
+            value = storable_array(array, name)
+        except ValueError as exc:
+            raise CommandError(f"output {exc}; it cannot be written as {path}") from None
+        np.save(path, value, allow_pickle=False)
         paths.append(path)
     return paths
 

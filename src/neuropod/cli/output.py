@@ -50,11 +50,13 @@ def format_size(size: int) -> str:
 
 
 def summarize(array: np.ndarray) -> str:
-    """Min, max and mean of a numeric array, or the first values of a string array."""
+    """Min, max and mean of a numeric array, or the first values of a string or bytes array."""
     if array.size == 0:
         return "empty"
-    if array.dtype.kind in "UO":
-        first = [str(item) for item in array.flat[:STRING_PREVIEW]]
+    if array.dtype.kind in "UOS":
+        # str() and bytes() drop numpy's scalar types, whose repr would name them
+        head = array.flat[:STRING_PREVIEW]
+        first = [bytes(item) if isinstance(item, bytes) else str(item) for item in head]
         more = ", ..." if array.size > STRING_PREVIEW else ""
         return "[" + ", ".join(repr(item) for item in first) + more + "]"
     if array.dtype.kind == "b":

@@ -42,6 +42,28 @@ def as_array(value: Any) -> np.ndarray:
     return array
 
 
+def storable_array(value: Any, name: str) -> np.ndarray:
+    """``as_array(value)`` in a form ``.npy`` files hold without pickle.
+
+    An object array of ``bytes`` becomes a numpy ``S`` array, the only form of bytes ``.npy``
+    stores without pickle; ``S`` elements lose trailing NULs, so an element that ends with one
+    is refused rather than changed.
+
+    Raises:
+        ValueError: a bytes element ends with a NUL byte.
+    """
+    array = as_array(value)
+    if array.dtype.kind != "O" or not array.size or not all(isinstance(item, bytes) for item in array.flat):
+        return array
+    for i, item in enumerate(array.flat):
+        if item.endswith(b"\x00"):
+            raise ValueError(
+                f"'{name}' holds bytes ending with a NUL byte (element {i}), which a numpy S array, "
+                f"the only form .npy files store bytes in without pickle, would drop"
+            )
+    return array.astype(np.bytes_)
+
+
 def save_test_data(
     root: Path, inputs: Mapping[str, Any], expected: Mapping[str, Any] | None = None
 ) -> Path:
@@ -56,7 +78,7 @@ def save_test_data(
             array = as_array(tensors[name])
             buffer = io.BytesIO()
             try:
-                np.lib.format.write_array(buffer, array, allow_pickle=False)
+                np.lib.format.write_array(buffer, storable_array(array, name), allow_pickle=False)
             except ValueError as exc:
                 raise PackageError(
                     f"Test tensor '{name}' of dtype {array.dtype} cannot be stored: {exc}"

@@ -24,8 +24,8 @@ from neuropod.package import layout
 from neuropod.package.builder import PackageBuilder
 from neuropod.packagers.common import CommonArgs, create_package, one_source
 from neuropod.packagers.jax_shapes import symbolic_shapes
-from neuropod.spec.dtypes import STRING
-from neuropod.spec.tensor_spec import TensorSpec, parse_specs
+from neuropod.spec.dtypes import VARIABLE_LENGTH
+from neuropod.spec.tensor_spec import TensorSpec, parse_specs, refuse_dtypes
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # in typing from Python 3.11
@@ -111,11 +111,7 @@ def create_jax_neuropod(
     )
     inputs = parse_specs(input_spec, "input")
     outputs = parse_specs(output_spec, "output")
-    strings = list(dict.fromkeys(spec.name for spec in (*inputs, *outputs) if spec.dtype == STRING))
-    if strings:
-        raise PackageError(
-            f"JAX has no string tensors, but {', '.join(map(repr, strings))} are strings in the spec"
-        )
+    refuse_dtypes((*inputs, *outputs), VARIABLE_LENGTH, "JAX has no string or bytes tensors")
     optional = _optional_inputs(inputs, optional_inputs)
     if exported is not None and (polymorphic_shapes is not None or optional):
         raise PackageError(

@@ -12,6 +12,7 @@ from neuropod.errors import PackageError
 from neuropod.package import layout
 from neuropod.package.builder import PackageBuilder
 from neuropod.packagers.common import CommonArgs, create_package, one_source
+from neuropod.spec.dtypes import BYTES, STRING
 from neuropod.spec.tensor_spec import Dim, TensorSpec, parse_specs
 
 if TYPE_CHECKING:
@@ -20,7 +21,8 @@ if TYPE_CHECKING:
 MODEL_FILE = "model.onnx"
 EXTERNAL_DATA_FILE = "model.onnx.data"
 
-#: ONNX element type name -> spec dtype, for every type a spec can express.
+#: ONNX element type name -> spec dtype, for every type a spec can express (a ``STRING`` may
+#: also be spec'd ``bytes``: see ``neuropod.backends.onnx`` for what onnxruntime lets through).
 ELEM_TYPES = {
     "FLOAT": "float32",
     "DOUBLE": "float64",
@@ -214,7 +216,8 @@ def _check_against_graph(
     for spec in specs:
         value = by_name[spec.name]
         dtype = _spec_dtype(value, kind)
-        if dtype != spec.dtype:
+        # An ONNX STRING is a byte string: a spec may call it text (string) or bytes.
+        if dtype != spec.dtype and not (dtype == STRING and spec.dtype == BYTES):
             raise PackageError(
                 f"Tensor '{spec.name}' is {spec.dtype} in the {kind} spec, but {dtype} in the graph"
             )

@@ -53,6 +53,9 @@ class PlaceholderModel:
         if dtype == "string":
             words = self.rng.integers(0, 1000, size=shape)
             return np.vectorize(lambda n: f"placeholder_{n}", otypes=[str])(words).astype(str)
+        if dtype == "bytes":
+            words = self.rng.integers(0, 1000, size=shape)
+            return np.vectorize(lambda n: f"placeholder_{n}".encode(), otypes=[object])(words)
         if dtype == "bool":
             return self.rng.integers(0, 2, size=shape).astype(bool)
         if np.issubdtype(np.dtype(dtype), np.floating):

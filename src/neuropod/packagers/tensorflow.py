@@ -12,7 +12,7 @@ from neuropod.errors import PackageError
 from neuropod.package import layout
 from neuropod.package.builder import PackageBuilder
 from neuropod.packagers.common import CommonArgs, create_package, one_source
-from neuropod.spec.dtypes import STRING
+from neuropod.spec.dtypes import VARIABLE_LENGTH
 from neuropod.spec.tensor_spec import TensorSpec, parse_specs
 
 if TYPE_CHECKING:
@@ -194,7 +194,7 @@ def _check_signature(saved_model: Path, inputs: Sequence[TensorSpec], outputs: S
     ):
         for spec in specs:
             got = tf.dtypes.as_dtype(infos[spec.name].dtype)
-            expected = tf.string if spec.dtype == STRING else tf.dtypes.as_dtype(spec.dtype)
+            expected = tf.string if spec.dtype in VARIABLE_LENGTH else tf.dtypes.as_dtype(spec.dtype)
             if got != expected:
                 raise PackageError(
                     f"The SavedModel's '{SIGNATURE}' signature has {direction} '{spec.name}' of "

@@ -12,11 +12,19 @@ from neuropod.errors import PackageError
 from neuropod.package import layout
 from neuropod.package.builder import PackageBuilder
 from neuropod.packagers.common import CommonArgs, create_package, one_source
+from neuropod.spec.dtypes import BYTES
+from neuropod.spec.tensor_spec import parse_specs, refuse_dtypes
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # in typing from Python 3.11
 
 MODEL_FILE = "model.pt"
+#: Why TorchScript packages cannot have bytes tensors.
+NO_BYTES = (
+    "TorchScript has no bytes type (its str is UTF-8 text, which List[str] arguments decode), so "
+    "its tensors cannot be of dtype bytes: declare text as string, or pass raw bytes as a uint8 "
+    "tensor"
+)
 
 
 def create_torchscript_neuropod(
@@ -48,8 +56,12 @@ def create_torchscript_neuropod(
         TestDataMismatch: the self-test's outputs differ from ``test_expected_out``.
 
     The module's ``forward`` takes the inputs by name (``forward(self, x, y)``) or as one
-    ``Dict[str, Tensor]``; string tensors arrive as ``List[str]``.
+    ``Dict[str, Tensor]``; string tensors arrive as ``List[str]``. TorchScript has no bytes
+    type, so a spec of dtype ``bytes`` is refused (``PackageError``).
     """
+    input_spec = parse_specs(input_spec, "input")
+    output_spec = parse_specs(output_spec, "output")
+    refuse_dtypes((*input_spec, *output_spec), [BYTES], NO_BYTES)
     one_source(
         "create_torchscript_neuropod",
         {"module": (module, "a ScriptModule"), "module_path": (module_path, "a saved .pt file")},

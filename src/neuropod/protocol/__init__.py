@@ -5,7 +5,8 @@ the other reads:
 
 - ``datatypes``: protocol datatypes <-> neuropod spec dtypes <-> numpy <-> Triton config types.
 - ``binary``: raw tensor bytes (binary tensor extension, gRPC raw contents), ``BYTES``
-  length-prefixed strings, splitting an HTTP body into its JSON header and binary part.
+  length-prefixed strings (decoded as ``bytes``: ``neuropod.spec.elements`` makes text of
+  those a spec calls ``string``), splitting an HTTP body into its JSON header and binary part.
 - ``tensors``: one tensor entry of a JSON request or response, inline or binary.
 - ``infer``: an inference request and its response as data (``InferRequest``,
   ``InferResponse``), whatever carried them.

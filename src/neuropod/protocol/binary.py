@@ -2,7 +2,8 @@
 
 Both carry a tensor as its elements' bytes, little-endian and row-major (``BOOL`` one byte per
 element). A ``BYTES`` (string) tensor is its elements one after the other, each a 4-byte
-little-endian length then that many bytes; neuropod's string tensors are UTF-8 text.
+little-endian length then that many bytes. Decoding gives an object array of ``bytes``, exactly
+as sent; whether they are text is the tensor's spec's to say (``neuropod.spec.elements``).
 
 Over HTTP, a request or response with binary tensors is one body: the JSON header, then the
 tensors' bytes in the order of the header's tensors that carry ``binary_data_size``. The
@@ -16,7 +17,7 @@ Decoding is zero-copy for numeric tensors: the arrays returned view the buffer t
 >>> bytes(raw)
 b'\\x01\\x00\\x00\\x00a\\x02\\x00\\x00\\x00bc'
 >>> tensor_from_raw(raw, "BYTES", (2,))
-array(['a', 'bc'], dtype='<U2')
+array([b'a', b'bc'], dtype=object)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +45,8 @@ def tensor_to_raw(array: np.ndarray, datatype: str | None = None) -> memoryview:
     array alive, and the array must not change until the bytes are sent.
 
     Args:
-        array: the tensor; strings (str, bytes or object arrays of them) for ``BYTES``.
+        array: the tensor; for ``BYTES``, str (sent as UTF-8) or bytes elements: a numpy
+            ``U`` or ``S`` array, or an object array of them.
         datatype: the protocol datatype to send; default ``array_datatype(array)``.
 
     Returns:
@@ -75,7 +78,7 @@ def raw_size(array: np.ndarray, datatype: str | None = None) -> int:
 
 
 def tensor_from_raw(buffer: Buffer, datatype: str, shape: Sequence[int], *, name: str = "") -> np.ndarray:
-    """A tensor from its raw bytes: a view of ``buffer`` for numbers, str elements for ``BYTES``.
+    """A tensor from its raw bytes: a view of ``buffer`` for numbers, bytes elements for ``BYTES``.
 
     Args:
         buffer: exactly the tensor's bytes.
@@ -85,11 +88,11 @@ def tensor_from_raw(buffer: Buffer, datatype: str, shape: Sequence[int], *, name
 
     Returns:
         The array: little-endian numbers viewing ``buffer`` (read-only for ``bytes``), or for
-        ``BYTES`` a numpy str array.
+        ``BYTES`` an object array of ``bytes``.
 
     Raises:
         ProtocolError: the size does not match the shape and datatype, a ``BYTES`` element is
-            cut short or not UTF-8, or a ``BOOL`` byte is neither 0 nor 1.
+            cut short, or a ``BOOL`` byte is neither 0 nor 1.
     """
     count = math.prod(shape)
     dtype = datatype_to_numpy(datatype)
@@ -132,7 +135,7 @@ def encode_bytes_elements(elements: np.ndarray | Iterable[object]) -> bytes:
 
 
 def decode_bytes_elements(buffer: Buffer, count: int | None = None, *, name: str = "") -> np.ndarray:
-    """Decode ``BYTES`` data into a flat numpy array of str.
+    """Decode ``BYTES`` data into a flat object array of ``bytes``, exactly as encoded.
 
     Args:
         buffer: the encoded elements, nothing before or after.
@@ -140,12 +143,12 @@ def decode_bytes_elements(buffer: Buffer, count: int | None = None, *, name: str
         name: the tensor's name, for messages.
 
     Raises:
-        ProtocolError: an element is cut short or not UTF-8, the buffer holds another number
-            of elements than ``count``, or bytes are left over.
+        ProtocolError: an element is cut short, the buffer holds another number of elements
+            than ``count``, or bytes are left over.
     """
     view = memoryview(buffer).cast("B") if isinstance(buffer, memoryview) else buffer
     end = len(view)
-    items: list[str] = []
+    items: list[bytes] = []
     offset = 0
     unpack = _LENGTH.unpack_from
     while offset < end and (count is None or len(items) < count):
@@ -161,13 +164,7 @@ def decode_bytes_elements(buffer: Buffer, count: int | None = None, *, name: str
                 f"Tensor '{name}': BYTES element {len(items)} claims {length} bytes, but only "
                 f"{end - offset} are left"
             )
-        try:
-            items.append(str(view[offset : offset + length], "utf-8"))
-        except UnicodeDecodeError as exc:
-            raise ProtocolError(
-                f"Tensor '{name}': BYTES element {len(items)} is not UTF-8 text ({exc.reason} at "
-                f"byte {exc.start}); neuropod string tensors hold text"
-            ) from None
+        items.append(bytes(view[offset : offset + length]))
         offset += length
     if count is not None and len(items) != count:
         raise ProtocolError(
@@ -178,7 +175,15 @@ def decode_bytes_elements(buffer: Buffer, count: int | None = None, *, name: str
             f"Tensor '{name}': {end - offset} bytes are left after the {len(items)} BYTES elements "
             f"its shape needs"
         )
-    return np.array(items, dtype=str)
+    return object_array(items)
+
+
+def object_array(items: list[Any]) -> np.ndarray:
+    """A flat object array of ``items`` (``np.array`` would make bytes an ``S`` array, which
+    strips trailing NULs)."""
+    array = np.empty(len(items), dtype=object)
+    array[:] = items
+    return array
 
 
 def split_body(body: Buffer, header_length: int | None) -> tuple[memoryview, memoryview]:

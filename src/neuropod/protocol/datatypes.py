@@ -7,8 +7,14 @@ spec names them ``float32``, ``int64``, ``string``; Triton's model configuration
 ``BF16`` is a protocol datatype that no neuropod spec can hold, so it is refused like an
 unknown name.
 
->>> spec_dtype_to_datatype("float32"), datatype_to_spec_dtype("BYTES")
-('FP32', 'string')
+``BYTES`` is both of neuropod's variable-length types, ``string`` (text) and ``bytes``
+(arbitrary bytes): the protocol's elements are bytes, and a server that knows a tensor's spec
+decides what they are (``neuropod.spec.elements``). Triton's configuration names it
+``TYPE_STRING``. A datatype with no spec behind it (another server's ``BYTES``) reads as
+``string``.
+
+>>> spec_dtype_to_datatype("float32"), datatype_to_spec_dtype("BYTES"), spec_dtype_to_datatype("bytes")
+('FP32', 'string', 'BYTES')
 >>> datatype_to_numpy("INT16").name
 'int16'
 """
@@ -42,7 +48,7 @@ DATATYPES: tuple[str, ...] = tuple(_SPEC_DTYPES)
 #: The datatype of string tensors.
 BYTES = "BYTES"
 
-_DATATYPES = {dtype: datatype for datatype, dtype in _SPEC_DTYPES.items()}
+_DATATYPES = {dtype: datatype for datatype, dtype in _SPEC_DTYPES.items()} | {"bytes": BYTES}
 # Explicitly little-endian: the protocol's byte order, whatever the host's.
 _NUMPY: dict[str, np.dtype] = {
     datatype: np.dtype(dtype).newbyteorder("<")
@@ -60,7 +66,7 @@ def spec_dtype_to_datatype(dtype: str) -> str:
         dtype: a canonical spec dtype name (``TensorSpec.dtype``).
 
     Returns:
-        The datatype name; ``"BYTES"`` for ``"string"``.
+        The datatype name; ``"BYTES"`` for ``"string"`` and ``"bytes"``.
 
     Raises:
         ProtocolError: ``dtype`` is not a spec dtype.

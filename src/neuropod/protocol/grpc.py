@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from neuropod.protocol.binary import tensor_from_raw, tensor_to_raw
+from neuropod.protocol.binary import object_array, tensor_from_raw, tensor_to_raw
 from neuropod.protocol.datatypes import array_datatype, datatype_to_numpy
 from neuropod.protocol.errors import ProtocolError
 from neuropod.protocol.tensors import check_shape
@@ -123,13 +123,8 @@ def tensor_from_message(tensor: Any, raw: bytes | bytearray | memoryview | None)
         raise ProtocolError(
             f"Tensor '{name}': shape {list(shape)} needs {count} elements, but {field} has {len(values)}"
         )
-    if dtype is None:
-        try:
-            return np.array([str(item, "utf-8") for item in values], dtype=str).reshape(shape)
-        except UnicodeDecodeError:
-            raise ProtocolError(
-                f"Tensor '{name}': bytes_contents must be UTF-8 text; neuropod string tensors hold text"
-            ) from None
+    if dtype is None:  # BYTES: the elements as sent (see neuropod.spec.elements)
+        return object_array(list(values)).reshape(shape)
     try:
         return np.array(values, dtype=dtype).reshape(shape)
     except OverflowError:

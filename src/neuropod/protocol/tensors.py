@@ -7,7 +7,8 @@ A request's inputs and a response's outputs have the same form::
 
 so one reader and one writer serve both sides: a server reads inputs and writes outputs, a
 client writes inputs and reads outputs. JSON ``data`` is row-major, flat or nested; ``BOOL``
-is ``true``/``false`` and ``BYTES`` elements are JSON strings.
+is ``true``/``false`` and ``BYTES`` elements are JSON strings, read as their UTF-8 bytes (as
+Triton does): JSON carries text only, so bytes that are not UTF-8 travel as binary data.
 
 >>> entry, raw = write_tensor("x", np.arange(4, dtype=np.float32).reshape(2, 2), binary=False)
 >>> entry
@@ -25,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from neuropod.protocol.binary import BinaryReader, tensor_from_raw, tensor_to_raw
+from neuropod.protocol.binary import BinaryReader, object_array, tensor_from_raw, tensor_to_raw
 from neuropod.protocol.datatypes import DATATYPES, array_datatype, datatype_to_numpy
 from neuropod.protocol.errors import ProtocolError
 from neuropod.protocol.keys import BINARY_DATA_SIZE
@@ -101,7 +102,8 @@ def tensor_from_json(data: object, datatype: str, shape: Sequence[int], *, name:
         name: the tensor's name, for messages.
 
     Returns:
-        A numpy array of the datatype (str for ``BYTES``) and shape.
+        A numpy array of the datatype and shape; for ``BYTES`` an object array of each
+        string's UTF-8 ``bytes``.
 
     Raises:
         ProtocolError: the data is not a list, is ragged, holds values of another type (a
@@ -128,7 +130,7 @@ def tensor_from_json(data: object, datatype: str, shape: Sequence[int], *, name:
                     f"Tensor '{name}': BYTES data must hold JSON strings, but element {i} is "
                     f"{_json_kind(item)}"
                 )
-        return np.array(items, dtype=str).reshape(shape)
+        return object_array([item.encode("utf-8", "surrogatepass") for item in items]).reshape(shape)
     if count == 0:
         return np.empty(shape, dtype)
     if dtype.kind in "iu" and parsed.dtype.kind in "fO":
@@ -181,12 +183,29 @@ def _exact_integers(data: list[Any], dtype: np.dtype, datatype: str, name: str) 
     return np.array(items, dtype=dtype)
 
 
-def tensor_to_json(array: np.ndarray) -> list[Any]:
-    """The flat, row-major JSON ``data`` of a tensor: numbers, booleans, or strings."""
-    if array.dtype.kind in "OSU":
-        return [item.decode("utf-8") if isinstance(item, bytes) else str(item) for item in array.flat]
-    items: list[Any] = array.reshape(-1).tolist()
-    return items
+def tensor_to_json(array: np.ndarray, name: str = "") -> list[Any]:
+    """The flat, row-major JSON ``data`` of a tensor: numbers, booleans, or strings.
+
+    Raises:
+        ProtocolError: a bytes element is not UTF-8, which a JSON string cannot carry.
+    """
+    if array.dtype.kind not in "OSU":
+        items: list[Any] = array.reshape(-1).tolist()
+        return items
+    strings = []
+    for i, item in enumerate(array.flat):
+        if isinstance(item, bytes):
+            try:
+                strings.append(item.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                raise ProtocolError(
+                    f"Tensor '{name}': BYTES element {i} is not UTF-8 ({exc.reason} at byte "
+                    f"{exc.start}), so JSON cannot carry it; send it as binary data (the binary "
+                    f"tensor extension: parameter binary_data, or gRPC)"
+                ) from None
+        else:
+            strings.append(str(item))
+    return strings
 
 
 def read_tensor(entry: object, reader: BinaryReader, *, where: str = "input") -> tuple[str, np.ndarray]:
@@ -250,7 +269,7 @@ def write_tensor(
         datatype = array_datatype(array)
     entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
     if not binary:
-        entry["data"] = tensor_to_json(array)
+        entry["data"] = tensor_to_json(array, name)
         return entry, None
     raw = tensor_to_raw(array, datatype)
     entry["parameters"] = {BINARY_DATA_SIZE: raw.nbytes}

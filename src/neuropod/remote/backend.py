@@ -20,6 +20,7 @@ from neuropod.options import BOOLEAN, Check, Options, number_above, option, opti
 from neuropod.package.config import ModelConfig
 from neuropod.remote.metadata import config_from_metadata
 from neuropod.remote.url import ModelURL, parse_model_url
+from neuropod.spec.elements import BytesConformer
 
 if TYPE_CHECKING:
     from neuropod.model import NeuropodModel
@@ -104,6 +105,8 @@ class RemoteBackend(Backend):
         except BaseException:
             self.close()
             raise
+        # BYTES outputs arrive as bytes: text for string outputs, as they are for bytes outputs.
+        self._conform_outputs = BytesConformer(self._config.outputs, "output")
 
     @property
     def config(self) -> ModelConfig:

@@ -14,9 +14,8 @@ from typing import Any
 import grpc
 import numpy as np
 
-from neuropod.errors import InferenceError, NeuropodError
+from neuropod.errors import InferenceError, NeuropodError, ValidationError
 from neuropod.protocol import grpc_codec
-from neuropod.protocol.errors import ProtocolError
 from neuropod.protocol.grpc import MESSAGE_SIZE_OPTIONS, service_pb2, service_pb2_grpc
 from neuropod.protocol.infer import InferRequest
 from neuropod.protocol.keys import NEUROPOD_PLATFORM, SPEC_PARAMETERS
@@ -99,14 +98,17 @@ class GrpcBackend(RemoteBackend):
         data = self._call(self._infer, grpc_codec.encode_request(request))
         try:
             response = grpc_codec.decode_response(data)
-        except ProtocolError as exc:
+            # Raw contents are bytes, which numpy views read-only; local models return arrays
+            # the caller may write to.
+            outputs: dict[str, np.ndarray] = self._conform_outputs(
+                {
+                    tensor.name: tensor.array if tensor.array.flags.writeable else tensor.array.copy()
+                    for tensor in response.outputs
+                }
+            )
+        except ValidationError as exc:  # a ProtocolError, or a string output that is not UTF-8
             raise InferenceError(f"The server's answer for {self._where} breaks the protocol: {exc}") from exc
-        # Raw contents are bytes, which numpy views read-only; local models return arrays the
-        # caller may write to.
-        return {
-            tensor.name: tensor.array if tensor.array.flags.writeable else tensor.array.copy()
-            for tensor in response.outputs
-        }
+        return outputs
 
     def _call(self, method: Any, request: Any, *, loading: bool = False) -> Any:
         try:

@@ -14,10 +14,9 @@ from typing import Any
 import httpx
 import numpy as np
 
-from neuropod.errors import InferenceError, NeuropodError, PackageError
+from neuropod.errors import InferenceError, NeuropodError, PackageError, ValidationError
 from neuropod.protocol import http_codec
 from neuropod.protocol.binary import parse_header_length
-from neuropod.protocol.errors import ProtocolError
 from neuropod.protocol.infer import InferRequest
 from neuropod.protocol.keys import HEADER_LENGTH
 from neuropod.remote.backend import HttpOptions, RemoteBackend
@@ -86,12 +85,15 @@ class HttpBackend(RemoteBackend):
         response = self._send("POST", self._model_path + "/infer", content=content, headers=headers)
         try:
             return self._read_outputs(response)
-        except ProtocolError as exc:
+        except ValidationError as exc:  # a ProtocolError, or a string output that is not UTF-8
             raise InferenceError(f"The server's answer for {self._where} breaks the protocol: {exc}") from exc
 
     def _read_outputs(self, response: _Answer) -> dict[str, np.ndarray]:
         header_length = parse_header_length(response.headers.get(HEADER_LENGTH))
-        return http_codec.decode_response(response.content, header_length).arrays()
+        outputs: dict[str, np.ndarray] = self._conform_outputs(
+            http_codec.decode_response(response.content, header_length).arrays()
+        )
+        return outputs
 
     def _send(self, method: str, path: str, *, loading: bool = False, **kwargs: Any) -> _Answer:
         try:

@@ -40,6 +40,7 @@ from neuropod.serving.options import ModelOptions
 from neuropod.serving.sequences import SequenceScheduler
 from neuropod.serving.shm import SharedMemoryRegistry, resolve_inputs, write_outputs
 from neuropod.serving.stats import ModelStats, RequestTimer
+from neuropod.spec.elements import BytesConformer
 from neuropod.spec.tensor_spec import TensorSpec
 from neuropod.spec.validation import TensorValidator
 
@@ -124,6 +125,7 @@ class ServedModel:
         self._closed = False
         self._model_closed = False
         self._input_check = TensorValidator(model.input_specs, "input", require_all=True)
+        self._conform_inputs = BytesConformer(inputs)
 
     async def infer(self, inputs: Mapping[str, np.ndarray]) -> Result:
         """Run the model in a thread of its pool (see ``call``).
@@ -173,7 +175,8 @@ class ServedModel:
             Exception: whatever the model raised.
         """
         request.check_outputs(self.output_datatypes, self.name)
-        inputs = resolve_inputs(shm, request)
+        # BYTES inputs arrive as bytes: text for string tensors (UTF-8, else a 400), as they are for bytes.
+        inputs = self._conform_inputs(resolve_inputs(shm, request))
         timer.decoded()
         if self.sequences is not None:
             outputs, queue, compute = self.sequences.run(request, inputs, self.call)

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from neuropod.errors import SpecError
+from neuropod.errors import PackageError, SpecError
 from neuropod.spec.dtypes import canonical_dtype
 
 #: One item of a shape: ``None`` (any size), a positive size, or a symbol shared across tensors.
@@ -109,3 +109,20 @@ def parse_specs(items: Iterable[TensorSpec | Mapping[str, Any]], kind: str) -> t
             raise SpecError(f"Tensor '{spec.name}' appears more than once in the {kind} spec")
         seen.add(spec.name)
     return specs
+
+
+def refuse_dtypes(specs: Iterable[TensorSpec], dtypes: Iterable[str], reason: str) -> None:
+    """Refuse specs of element types a platform cannot carry.
+
+    Args:
+        specs: the specs (inputs and outputs).
+        dtypes: the element types refused.
+        reason: the first half of the message, e.g. ``"JAX has no string tensors"``.
+
+    Raises:
+        PackageError: a spec has one of ``dtypes``; the message names every such tensor.
+    """
+    refused = frozenset(dtypes)
+    named = list(dict.fromkeys(f"'{spec.name}' ({spec.dtype})" for spec in specs if spec.dtype in refused))
+    if named:
+        raise PackageError(f"{reason}, but the spec declares {', '.join(named)}")

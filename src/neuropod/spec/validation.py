@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from neuropod.errors import ValidationError
-from neuropod.spec.dtypes import STRING, describe_array_dtype, numpy_dtype
+from neuropod.spec.dtypes import describe_array_dtype, holds, numpy_dtype
 from neuropod.spec.tensor_spec import TensorSpec
 
 
@@ -31,7 +31,7 @@ class TensorValidator:
         self.require_all = require_all
         self._names = frozenset(spec.name for spec in specs)
         # Pre-digested per spec so that a call does no parsing:
-        # (name, numpy dtype or None for strings, dtype name, rank, fixed dims, symbol dims)
+        # (name, numpy dtype or None for strings and bytes, dtype name, rank, fixed dims, symbol dims)
         self._checks = [
             (
                 spec.name,
@@ -74,10 +74,10 @@ class TensorValidator:
                     f"type {dtype_name}, but was {got}"
                 )
             if dtype is None:
-                if not _is_string_array(tensor):
+                if not holds(tensor, dtype_name):
                     raise ValidationError(
                         f"Tensor '{name}' in the {where} spec is expected to be of type "
-                        f"{STRING}, but was of type {describe_array_dtype(tensor)}"
+                        f"{dtype_name}, but was of type {describe_array_dtype(tensor)}"
                     )
             elif tensor.dtype is not dtype and tensor.dtype != dtype:  # builtin dtypes are singletons
                 raise ValidationError(
@@ -117,9 +117,3 @@ class TensorValidator:
 
 
 _MISSING = object()
-
-
-def _is_string_array(array: np.ndarray) -> bool:
-    if array.dtype.kind == "U":
-        return True
-    return array.dtype.kind == "O" and all(isinstance(item, str) for item in array.flat)

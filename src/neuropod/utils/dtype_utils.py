@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from neuropod.spec.dtypes import STRING, canonical_dtype, numpy_dtype
+from neuropod.spec.dtypes import BYTES, STRING, canonical_dtype, numpy_dtype
 
 __all__ = ["get_dtype", "get_dtype_name"]
 
@@ -30,6 +30,9 @@ def get_dtype_name(arg: Any) -> str:
 def get_dtype(arg: Any) -> np.dtype:
     """The numpy dtype of a spec dtype name (``"string"`` is numpy's unicode ``str``).
 
+    ``"bytes"`` is ``object``: arrays of arbitrary bytes are object arrays of ``bytes``, since
+    numpy's fixed-width ``S`` arrays strip trailing NUL bytes (see docs/bytes.md).
+
     Args:
         arg: a spec dtype name, or anything numpy reads as a dtype.
 
@@ -40,4 +43,6 @@ def get_dtype(arg: Any) -> np.dtype:
         SpecError: ``arg`` is not a type neuropod tensors can hold.
     """
     name = canonical_dtype(arg)
-    return np.dtype(np.str_) if name == STRING else np.dtype(numpy_dtype(name))
+    if name == STRING:
+        return np.dtype(np.str_)
+    return np.dtype(object) if name == BYTES else np.dtype(numpy_dtype(name))

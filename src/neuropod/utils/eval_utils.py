@@ -40,7 +40,7 @@ def check_output_matches_expected(out: Mapping[str, Any], expected_out: Mapping[
                 f"{name} does not match expected value! Expected shape {expected.shape}, "
                 f"got shape {got.shape}"
             )
-        if expected.dtype.kind in "UO" or got.dtype.kind in "UO":
+        if expected.dtype.kind in "UOS" or got.dtype.kind in "UOS":
             matches = bool(np.array_equal(expected, got))
         else:
             matches = bool(np.allclose(expected, got))

@@ -172,7 +172,9 @@ def wire_array(value: Any) -> np.ndarray | None:
     if kind in _WIRE_KINDS:
         plain: np.ndarray = np.asarray(value)  # a subclass travels as a plain array
         return plain
-    if kind == "O" and all(isinstance(item, str) for item in value.flat):
+    # Object arrays of bytes (and empty ones, which may be either) are pickled: pickle copies
+    # bytes as they are, NULs included, while an S array would drop trailing NULs.
+    if kind == "O" and value.size and all(isinstance(item, str) for item in value.flat):
         strings: np.ndarray = np.array(value.tolist(), dtype=str).reshape(value.shape)
         return strings
     return None

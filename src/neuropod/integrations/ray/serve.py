@@ -43,6 +43,7 @@ from neuropod.protocol.keys import HEADER_LENGTH
 from neuropod.serving.errors import classify
 from neuropod.serving.metadata import model_metadata
 from neuropod.spec import TensorValidator, batch_dim
+from neuropod.spec.elements import BytesConformer
 
 #: Default batching of ``neuropod_deployment``.
 MAX_BATCH_SIZE = 16
@@ -76,6 +77,7 @@ class NeuropodDeployment(ModelActor):
         )
         self._datatypes = {s.name: spec_dtype_to_datatype(s.dtype) for s in self.model.output_specs}
         self._check_inputs = TensorValidator(self.model.input_specs, "input")
+        self._conform_inputs = BytesConformer(self.model.input_specs)
         self._mergeable = _mergeable(self.model)
         # @serve.batch's settings are fixed at decoration; these methods are how to change them.
         self._infer_batch.set_max_batch_size(max_batch_size)  # type: ignore[attr-defined]
@@ -112,7 +114,7 @@ class NeuropodDeployment(ModelActor):
                     f"Input '{name}' names a shared memory region, which a Ray Serve deployment "
                     f"cannot read; send its data in the request"
                 )
-        inputs: dict[str, np.ndarray] = request.inputs  # type: ignore[assignment]  # arrays, checked above
+        inputs: dict[str, np.ndarray] = self._conform_inputs(request.inputs)  # arrays, checked above
         outputs = _raise_or(await self._infer_batch(inputs))
         response = respond(request, outputs, self._name, self._datatypes)
         header, raws = http_codec.encode_response(response)

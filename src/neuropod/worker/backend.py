@@ -14,7 +14,7 @@ import shlex
 import shutil
 import sys
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -165,10 +165,7 @@ class WorkerBackend(Backend):
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self._forks != _forks[0]:
-            raise InferenceError(
-                f"Model '{self._name}' was loaded with use_ope=True by process {self._owner}; its "
-                f"workers cannot serve a forked child ({os.getpid()}): load the model there"
-            )
+            self._check_owner()
         if self._only is not None:
             return self._only.infer(inputs)
         index = self._dispatch.acquire()
@@ -176,6 +173,27 @@ class WorkerBackend(Backend):
             return self._instances[index].infer(inputs)
         finally:
             self._dispatch.release(index)
+
+    def infer_stream(self, inputs: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+        """Run a call in a worker and yield each response as the worker sends it.
+
+        The worker asks the model for its next response when this iterator is advanced;
+        closing the iterator tells the worker to close the model's iterator. The instance
+        running the call takes no other call until then.
+        """
+        self._check_owner()
+        index = self._dispatch.acquire()
+        try:
+            yield from self._instances[index].stream(inputs)
+        finally:
+            self._dispatch.release(index)
+
+    def _check_owner(self) -> None:
+        if self._forks != _forks[0]:
+            raise InferenceError(
+                f"Model '{self._name}' was loaded with use_ope=True by process {self._owner}; its "
+                f"workers cannot serve a forked child ({os.getpid()}): load the model there"
+            )
 
     def allocate(self, dtype: np.dtype[Any], shape: Sequence[int]) -> np.ndarray:
         """An uninitialized array in shared memory: as an input it is sent without a copy.

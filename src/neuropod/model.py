@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,7 +136,7 @@ class NeuropodModel(Closing):
             raise self._failed(exc) from exc
         return self._valid_outputs(outputs)
 
-    def infer_stream(self, inputs: Mapping[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+    def infer_stream(self, inputs: Mapping[str, np.ndarray]) -> Generator[dict[str, np.ndarray], None, None]:
         """Run the model and iterate over its responses as it produces them.
 
         A decoupled model yields zero or more responses; any other model yields the one that
@@ -153,7 +153,7 @@ class NeuropodModel(Closing):
             inputs: input name -> numpy array; never modified.
 
         Returns:
-            An iterator of dicts of output name -> numpy array.
+            A generator of dicts of output name -> numpy array.
 
         Raises:
             ValidationError: an input breaks the spec (raised here), or a response breaks the
@@ -165,7 +165,9 @@ class NeuropodModel(Closing):
         backend = self._open_backend()
         return self._stream(backend, self._valid_inputs(inputs))
 
-    def _stream(self, backend: Backend, inputs: Mapping[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+    def _stream(
+        self, backend: Backend, inputs: Mapping[str, np.ndarray]
+    ) -> Generator[dict[str, np.ndarray], None, None]:
         responses = backend.infer_stream(dict(inputs))
         try:
             while True:

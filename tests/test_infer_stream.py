@@ -85,7 +85,7 @@ def test_a_failure_after_a_response_ends_the_stream(counter):
 
 
 def test_each_response_is_checked_against_the_output_spec(counter):
-    with pytest.raises(ValidationError, match="'i'.*int64"):
+    with pytest.raises(ValidationError, match=r"'i'.*int64"):
         list(counter.infer_stream({"n": np.array([-2])}))
     assert numbers(counter.infer_stream({"n": np.array([1])})) == [0]
 
@@ -121,7 +121,7 @@ def test_a_model_that_is_not_decoupled_yields_its_one_response(packages):
     with load_neuropod(packages["plain"]) as model:
         assert not model.decoupled
         # Its function is a generator, which infer refuses with a hint at decoupled=True.
-        with pytest.raises(InferenceError, match="returned generator; .* decoupled=True"):
+        with pytest.raises(InferenceError, match=r"returned generator; .* decoupled=True"):
             model.infer({"n": N})
         with pytest.raises(InferenceError, match="returned generator"):
             list(model.infer_stream({"n": N}))
@@ -163,7 +163,10 @@ def test_a_decoupled_model_must_return_an_iterable(tmp_path):
         entrypoint="get_model",
         decoupled=True,
     )
-    with load_neuropod(path) as model, pytest.raises(InferenceError, match="decoupled, so it must return an iterable"):
+    with (
+        load_neuropod(path) as model,
+        pytest.raises(InferenceError, match="decoupled, so it must return an iterable"),
+    ):
         list(model.infer_stream({"n": N}))
 
 
@@ -203,9 +206,13 @@ def test_the_self_test_of_a_decoupled_package_checks_its_last_response(tmp_path)
         "decoupled": True,
         "test_input_data": {"n": np.array([3])},
     }
-    create_python_neuropod(neuropod_path=tmp_path / "good.zip", test_expected_out={"i": np.array([2])}, **arguments)
+    create_python_neuropod(
+        neuropod_path=tmp_path / "good.zip", test_expected_out={"i": np.array([2])}, **arguments
+    )
     with pytest.raises(ValueError, match="i does not match expected value"):
-        create_python_neuropod(neuropod_path=tmp_path / "bad.zip", test_expected_out={"i": np.array([0])}, **arguments)
+        create_python_neuropod(
+            neuropod_path=tmp_path / "bad.zip", test_expected_out={"i": np.array([0])}, **arguments
+        )
 
 
 def test_a_decoupled_model_is_not_batched(packages):

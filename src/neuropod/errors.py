@@ -32,7 +32,7 @@
         ├── NotFound                         404  NOT_FOUND           unknown model, version, tensor or region
         ├── MethodNotAllowed                 405  UNIMPLEMENTED       the path exists, not with this method
         ├── PayloadTooLarge                  413  RESOURCE_EXHAUSTED  body or region over the configured limit
-        ├── Unsupported                      501  UNIMPLEMENTED       not served this way (a decoupled model, unary)
+        ├── Unsupported                      501  UNIMPLEMENTED       a decoupled model asked without a stream
         ├── Unavailable                      503  UNAVAILABLE         model not ready, or the server stopping
         └── InternalError                    500  INTERNAL            the model failed (crash, error, timeout)
 

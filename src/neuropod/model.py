@@ -194,7 +194,8 @@ class NeuropodModel(Closing):
             if converted is inputs:
                 raise
             self._check_inputs(converted)
-            return converted
+            checked: Mapping[str, np.ndarray] = converted
+            return checked
         return inputs
 
     def _valid_outputs(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -205,7 +206,8 @@ class NeuropodModel(Closing):
             if converted is outputs:
                 raise
             self._check_outputs(converted)
-            return converted
+            valid: dict[str, np.ndarray] = converted
+            return valid
         return outputs
 
     def _failed(self, exc: Exception) -> InferenceError:

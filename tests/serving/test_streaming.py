@@ -116,7 +116,9 @@ def by_id(answers: list) -> dict[str, list[tuple[Any, Any]]]:
     grouped: dict[str, list[tuple[Any, Any]]] = defaultdict(list)
     for result, error in answers:
         assert error is None, error
-        grouped[result.get_response().id].append((int(result.as_numpy("i")[0]) if result.as_numpy("i") is not None else None, final(result)))
+        grouped[result.get_response().id].append(
+            (int(result.as_numpy("i")[0]) if result.as_numpy("i") is not None else None, final(result))
+        )
     return grouped
 
 
@@ -138,7 +140,12 @@ def test_zero_one_and_many_responses_with_empty_final_responses(client):
     answers = stream(
         client,
         [
-            {"model_name": "counter", "inputs": counter_inputs(n), "request_id": f"n{n}", "enable_empty_final_response": True}
+            {
+                "model_name": "counter",
+                "inputs": counter_inputs(n),
+                "request_id": f"n{n}",
+                "enable_empty_final_response": True,
+            }
             for n in (0, 1, 4)
         ],
     )
@@ -352,7 +359,13 @@ def test_the_asyncio_client_streams(server):
             return got
 
     got = asyncio.run(run())
-    assert sorted(got) == [("n2", 0, False), ("n2", 1, False), ("n3", 0, False), ("n3", 1, False), ("n3", 2, False)]
+    assert sorted(got) == [
+        ("n2", 0, False),
+        ("n2", 1, False),
+        ("n3", 0, False),
+        ("n3", 1, False),
+        ("n3", 2, False),
+    ]
 
 
 # --- a remote model's infer_stream ------------------------------------------------------------

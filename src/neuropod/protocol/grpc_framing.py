@@ -73,7 +73,7 @@ def split_raw_contents(data: Buffer, message_type: type[Message], field: int) ->
         return message, contents
     view = memoryview(data)
     contents = []
-    rest: list[bytes] = []
+    rest: list[Buffer] = []
     rest_start = position = 0
     end = len(data)
     while position < end:
@@ -173,7 +173,7 @@ def length_delimited(field: int, parts: Sequence[Buffer]) -> list[Buffer]:
     return [varint((field << 3) | _LENGTH_DELIMITED) + varint(size), *parts]
 
 
-def _read_varint(data: bytes | memoryview, position: int) -> tuple[int, int]:
+def _read_varint(data: Buffer, position: int) -> tuple[int, int]:
     value = shift = 0
     end = len(data)
     while True:

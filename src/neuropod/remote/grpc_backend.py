@@ -125,7 +125,7 @@ class GrpcBackend(RemoteBackend):
             ValidationError, PackageError, InferenceTimeout: as ``infer``, for the call's status.
         """
         request = InferRequest(
-            inputs,
+            dict(inputs),
             model_name=self._url.model,
             model_version=self._url.version,
             parameters={EMPTY_FINAL_RESPONSE: True},

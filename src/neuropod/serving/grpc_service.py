@@ -4,9 +4,10 @@ grpc's synchronous server rather than ``grpc.aio``: measured on loopback it spen
 per call, and its handler threads can run a model directly, with no hop to another thread.
 
 Every RPC of the service is answered except tracing and log settings (``UNIMPLEMENTED``);
-streaming inference is ``neuropod.serving.grpc_stream``'s. Tensors come in as ``raw_input_contents`` (or typed contents, or a
-shared-memory region) and go out as ``raw_output_contents``, one entry per output in order
-(empty for an output written to shared memory). ``ModelInfer`` takes and gives encoded
+streaming inference is ``neuropod.serving.grpc_stream``'s. Tensors come in as
+``raw_input_contents`` (or typed contents, or a shared-memory region) and go out as
+``raw_output_contents``, one entry per output in order (empty for an output written to shared
+memory). ``ModelInfer`` takes and gives encoded
 messages so that raw contents are neither copied in nor out of protobuf objects (see
 ``neuropod.protocol.grpc_framing``); input arrays view the received message. Failures are
 gRPC status codes with the message (see ``neuropod.serving.errors``). A decoupled model is

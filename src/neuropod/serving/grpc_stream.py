@@ -108,7 +108,8 @@ class StreamCall:
                 if answer is None:
                     return
                 if isinstance(answer, _Abort):
-                    self._context.abort(answer.code, answer.message)
+                    self._context.abort(answer.code, answer.message)  # raises
+                    return
                 yield answer
         finally:
             self._cancelled.set()
@@ -148,8 +149,7 @@ class StreamCall:
             if not self.core.accepting:
                 raise Unavailable(SHUTTING_DOWN)
         except Exception as exc:
-            ticket = self._ticket()
-            self._complete(ticket, [self._error(exc, message, None)])
+            self._complete(self._ticket(), [self._error(exc, message, None)])
             self._finish()
             return
         ticket = None if served.decoupled else self._ticket()
@@ -163,7 +163,9 @@ class StreamCall:
                 self._complete(ticket, [answer])
             self._finish()
 
-    def _answer(self, served: ServedModel, message: Any, raws: list[Any], ticket: _Ticket | None, started: float) -> None:
+    def _answer(
+        self, served: ServedModel, message: Any, raws: list[Any], ticket: _Ticket | None, started: float
+    ) -> None:
         answers: list[Answer] = []
         try:
             with RequestTimer(served.stats, started) as timer:
@@ -232,7 +234,5 @@ class StreamCall:
 def _empty_final_response(parameters: dict[str, Any]) -> bool:
     value = parameters.get(EMPTY_FINAL_RESPONSE, False)
     if not isinstance(value, bool):
-        raise BadRequest(
-            f"invalid value type for '{EMPTY_FINAL_RESPONSE}' parameter, expected bool_param."
-        )
+        raise BadRequest(f"invalid value type for '{EMPTY_FINAL_RESPONSE}' parameter, expected bool_param.")
     return value

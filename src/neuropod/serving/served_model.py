@@ -18,7 +18,7 @@ import asyncio
 import logging
 import queue
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -155,7 +155,7 @@ class ServedModel:
 
     def answer_stream(
         self, request: InferRequest, shm: SharedMemoryRegistry, timer: RequestTimer
-    ) -> Iterator[InferResponse]:
+    ) -> Generator[InferResponse, None, None]:
         """``answer`` for a stream: the responses of a decoupled model as it produces them (the
         one response of any other model).
 
@@ -189,7 +189,8 @@ class ServedModel:
             except ProtocolError:  # an output asked for that the model did not produce: 400
                 raise
             except ValidationError as exc:  # the inputs were valid: a response broke the spec
-                raise InternalError(f"Model '{self.name}' returned outputs that break its spec: {exc}") from exc
+                message = f"Model '{self.name}' returned outputs that break its spec: {exc}"
+                raise InternalError(message) from exc
             finally:
                 responses.close()
             timer.ran(started - submitted, time.perf_counter() - started)

@@ -406,3 +406,23 @@ def test_a_remote_plain_model_streams_its_one_response(server):
         x = np.ones((1, 2), np.float32)
         [response] = model.infer_stream({"x": x, "y": x})
         np.testing.assert_array_equal(response["sum"], [[2.0, 2.0]])
+
+
+# --- shutdown -------------------------------------------------------------------------------------
+
+
+def test_an_idle_open_stream_does_not_hold_up_the_servers_stop(tmp_path):
+    path = build_counter(tmp_path, tmp_path / "counter.zip")
+    server = Server([path], http_port=None, grpc_port=0, drain_timeout=30).start()
+    client = grpcclient.InferenceServerClient(server.grpc_address)
+    try:
+        collector = Collector()
+        client.start_stream(collector)  # left open, as long-lived clients do
+        client.async_stream_infer("counter", counter_inputs(1), request_id="one")
+        assert collector.take(1)[0][1] is None
+        started = time.monotonic()
+        server.stop()
+        assert time.monotonic() - started < 10  # not the 30 s drain_timeout
+    finally:
+        client.close()
+        server.stop()

@@ -18,7 +18,8 @@ a request is issued do; a model's failure also carries the model, its version an
 ``triton_final_response`` true. With the header ``triton_grpc_error: true`` a model's failure
 ends the stream with its status code instead. Once the client half-closes and every request is
 answered, the call ends with OK; a cancelled call stops the models' streams at their next
-response.
+response. When the server stops, a stream ends (OK) once no request of it is running, and
+requests that still arrive are answered ``UNAVAILABLE`` in the stream.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ logger = logging.getLogger("neuropod.serving")
 MAX_IN_FLIGHT = 64
 #: The header that makes a model's failure end the stream with its status (Triton's).
 ERROR_HEADER = "triton_grpc_error"
+#: How often an idle stream checks whether the server is stopping.
+_SHUTDOWN_CHECK_S = 0.2
 #: Triton's answer to a request that arrives on a stream while the server shuts down.
 SHUTTING_DOWN = "GRPC server is shutting down and has stopped accepting new requests."
 
@@ -104,7 +107,12 @@ class StreamCall:
         threading.Thread(target=self._read, name="neuropod-serve-stream", daemon=True).start()
         try:
             while True:
-                answer = self._out.get()
+                try:
+                    answer = self._out.get(timeout=_SHUTDOWN_CHECK_S)
+                except queue.Empty:
+                    if not self.core.accepting and self._idle():
+                        return  # the server drains: an idle stream ends now, not at the grace's end
+                    continue
                 if answer is None:
                     return
                 if isinstance(answer, _Abort):
@@ -113,6 +121,10 @@ class StreamCall:
                 yield answer
         finally:
             self._cancelled.set()
+
+    def _idle(self) -> bool:
+        with self._lock:
+            return self._in_flight == 0
 
     def _ended(self) -> None:
         # The call is over (cancelled, timed out, aborted, or done): stop the models' streams.

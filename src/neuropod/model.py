@@ -146,8 +146,12 @@ class NeuropodModel(Closing):
         the call: the model's generator is closed, a worker (``use_ope=True``) is told to stop,
         a remote stream is cancelled.
 
-        >>> for response in model.infer_stream({"prompt": np.array(["hi"])}):  # doctest: +SKIP
-        ...     print(response["token"])
+        >>> from neuropod import load_neuropod
+        >>> ones = np.ones((1, 3), np.float32)
+        >>> with load_neuropod("adder.zip") as model:  # not decoupled: one response
+        ...     for response in model.infer_stream({"x": ones, "y": ones}):
+        ...         print(response)
+        {'out': array([[2., 2., 2.]], dtype=float32)}
 
         Args:
             inputs: input name -> numpy array; never modified.

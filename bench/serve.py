@@ -31,6 +31,14 @@ Prints one table (throughput, p50/p99 latency, ratio to KServe) and writes it as
     python bench/serve.py [--quick] [--servers neuropod,grpcio,kserve,floor]
                           [--protocols http-binary,grpc] [--sizes small,large,sequence]
                           [--concurrency 1,8] [--shm no,yes] [--plot serve.svg]
+                          [--streaming 100]
+
+With neuropod among the servers, a second table measures streaming (``--streaming N``, 0 to
+skip): a decoupled model answering each request with N responses of 4 floats, its requests sent
+one after the other on one gRPC ``ModelStreamInfer`` stream, against the same number of
+responses fetched by unary ``ModelInfer`` calls to ``small``, one after the other. Both use
+tritonclient's Python gRPC client, in this process, so the rows show responses per second as a
+Python client sees them (perf_analyzer measures a decoupled model's first response only).
 
 KServe runs from its own virtual environment (``.bench/kserve-venv``, created on first use by
 ``bench/kserve_env.py``) through ``bench/serve_kserve_model.py``. perf_analyzer keeps every
@@ -99,6 +107,20 @@ ACCUMULATE = """
 
         return accumulate
 """
+#: The decoupled model of the streaming rows: ``n`` responses of 4 floats.
+STREAMER = """
+    import numpy as np
+
+
+    def get_model(data_dir):
+        def stream(n):
+            row = np.ones(4, np.float32)
+            for _ in range(int(n[0])):
+                yield {"out": row}
+
+        return stream
+"""
+STREAM_MODEL = "stream"
 
 
 @dataclass(frozen=True)
@@ -173,9 +195,10 @@ def running(
             process.wait()
 
 
-def build_repository(root: Path, stateful: bool = False) -> Path:
-    """A repository folder with the two identity models, each reporting ``max_batch_size``, and
-    with ``stateful`` the ``sequence`` model."""
+def build_repository(root: Path, *, stateful: bool = False, streaming: bool = False) -> Path:
+    """A repository folder with the two identity models, each reporting ``max_batch_size``, with
+    ``stateful`` the ``sequence`` model and with ``streaming`` the decoupled model of the streaming
+    rows."""
     from neuropod.packagers import create_python_neuropod
 
     repository = root / "repository"
@@ -199,6 +222,20 @@ def build_repository(root: Path, stateful: bool = False) -> Path:
         (folder / "neuropod-serve.json").write_text(json.dumps(options))
     if stateful:
         build_stateful(repository / SEQUENCE, root / "code")
+    if streaming:
+        streamer = root / "code" / "streamer"
+        streamer.mkdir(parents=True)
+        (streamer / "__init__.py").write_text(textwrap.dedent(STREAMER))
+        create_python_neuropod(
+            neuropod_path=repository / f"{STREAM_MODEL}.zip",
+            model_name=STREAM_MODEL,
+            input_spec=[{"name": "n", "dtype": "int64", "shape": (1,)}],
+            output_spec=[{"name": "out", "dtype": "float32", "shape": (4,)}],
+            code_path_spec=[{"python_root": str(streamer.parent), "dirs_to_package": ["streamer"]}],
+            entrypoint_package="streamer",
+            entrypoint="get_model",
+            decoupled=True,
+        )
     return repository
 
 
@@ -255,7 +292,7 @@ def neuropod_server(root: Path, logs: Path) -> Iterator[tuple[int, int]]:
     http_port, grpc_port = free_port(), free_port()
     command = [
         sys.executable, "-m", "neuropod.cli", "serve",
-        "--repository", str(build_repository(root / "neuropod", stateful=True)),
+        "--repository", str(build_repository(root / "neuropod", stateful=True, streaming=True)),
         "--http-port", str(http_port), "--grpc-port", str(grpc_port),
     ]  # fmt: skip
     with running(command, "neuropod-serve", http_port, logs, [*SIZES, SEQUENCE]):
@@ -388,6 +425,64 @@ def _perf_analyzer(
     return Result(case, float(row["Inferences/Second"]), float(row["p50 latency"]), float(row["p99 latency"]))
 
 
+@dataclass
+class StreamResult:
+    how: str
+    responses: int
+    seconds: float
+
+    @property
+    def per_s(self) -> float:
+        return self.responses / self.seconds
+
+
+def measure_streaming(grpc_port: int, per_request: int, quick: bool) -> list[StreamResult]:
+    """Responses per second: N per request on one stream, against unary calls one at a time."""
+    import queue
+
+    import numpy as np
+    import tritonclient.grpc as grpcclient
+
+    requests = 20 if quick else 100
+    total = requests * per_request
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}")
+    try:
+        count = grpcclient.InferInput("n", [1], "INT64")
+        count.set_data_from_numpy(np.array([per_request], np.int64))
+        answers: queue.SimpleQueue[object] = queue.SimpleQueue()
+        client.start_stream(lambda result, error: answers.put(error or result))
+        started = time.perf_counter()
+        for _ in range(requests):
+            client.async_stream_infer(STREAM_MODEL, [count])
+            for _ in range(per_request):
+                answer = answers.get(timeout=60)
+                if isinstance(answer, Exception):
+                    raise RuntimeError(f"the stream failed: {answer}")
+        streamed = time.perf_counter() - started
+        client.stop_stream()
+        x = grpcclient.InferInput("x", [1, SIZES["small"]], "FP32")
+        x.set_data_from_numpy(np.ones((1, SIZES["small"]), np.float32))
+        unary_calls = min(total, 500 if quick else 2000)
+        started = time.perf_counter()
+        for _ in range(unary_calls):
+            client.infer("small", [x])
+        unary = time.perf_counter() - started
+    finally:
+        client.close()
+    return [
+        StreamResult(f"gRPC stream, decoupled, {per_request} responses/request", total, streamed),
+        StreamResult("gRPC unary ModelInfer, 1 response/call", unary_calls, unary),
+    ]
+
+
+def streaming_table(results: list[StreamResult]) -> str:
+    rows = [("how", "responses", "seconds", "responses/s"), ("---", "---", "---", "---")]
+    rows += [(r.how, str(r.responses), f"{r.seconds:.2f}", f"{r.per_s:,.0f}") for r in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 # --- The table ----------------------------------------------------------------------------------
 
 
@@ -449,6 +544,9 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,8")
     parser.add_argument("--shm", default="no,yes", help="no, yes or both (neuropod only)")
     parser.add_argument("--plot", metavar="OUT.svg", help="also draw the table as an SVG bar chart")
+    parser.add_argument(
+        "--streaming", type=int, default=100, help="responses per streamed request (0: no streaming rows)"
+    )
     args = parser.parse_args()
     servers = args.servers.split(",")
     shm = [flag == "yes" for flag in args.shm.split(",")]
@@ -467,6 +565,7 @@ def main() -> None:
     logs = CACHE / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     results = []
+    streamed: list[StreamResult] = []
     with tempfile.TemporaryDirectory(prefix="neuropod-bench-") as tmp, ExitStack() as stack:
         work = Path(tmp)
         ports = {}
@@ -484,10 +583,14 @@ def main() -> None:
             shown = f"{result.infer_per_s:.1f} infer/s" if not result.error else f"failed: {result.error}"
             print(f"{case.server:8} {case.protocol:11} {case.size:5} c={case.concurrency} "
                   f"shm={_yes(case.shm):3} {shown}", file=sys.stderr, flush=True)  # fmt: skip
+        if "neuropod" in servers and args.streaming > 0:
+            streamed = measure_streaming(ports["neuropod"][1], args.streaming, args.quick)
     print(f"\n{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
           f"kserve {KSERVE_VERSION}, perf_analyzer {os.environ.get('PERF_ANALYZER_VERSION', '2.60.0')}, "
           f"{'quick' if args.quick else 'full'} windows\n")  # fmt: skip
     print(table(results))
+    if streamed:
+        print(f"\nStreaming (neuropod, tritonclient's Python gRPC client)\n\n{streaming_table(streamed)}")
     output = CACHE / "serve-results.json"
     rows = [{**asdict(r.case), **{k: v for k, v in asdict(r).items() if k != "case"}} for r in results]
     output.write_text(json.dumps(rows, indent=1))

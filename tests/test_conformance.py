@@ -173,6 +173,13 @@ def test_addition(kind: BackendKind, packages: Packages, form: str) -> None:
         _check_addition(kind, model.infer({"y": y, "x": x}), x + y)
 
 
+def test_infer_stream_yields_the_one_response(kind: BackendKind, model: NeuropodModel) -> None:
+    x, y = _xy()
+    assert not model.decoupled
+    [out] = model.infer_stream({"x": x, "y": y})
+    _check_addition(kind, out, x + y)
+
+
 def test_metadata(kind: BackendKind, model: NeuropodModel, packages: Packages) -> None:
     assert model.name == packages.zip.name
     assert model.inputs == [

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from neuropod.backends.base import Backend
-from neuropod.errors import InferenceError, ModelClosedError
+from neuropod.errors import InferenceError, ModelClosedError, OptionError
 from neuropod.model import NeuropodModel
 from neuropod.options import int_at_least, number_at_least
 from neuropod.package.config import ModelConfig
@@ -53,7 +53,7 @@ class DynamicBatcher(NeuropodModel):
 
     Raises:
         SpecError: the model's inputs and outputs do not share a leading batch symbol.
-        OptionError: an option is out of range.
+        OptionError: an option is out of range, or the model is decoupled.
     """
 
     def __init__(
@@ -67,6 +67,11 @@ class DynamicBatcher(NeuropodModel):
         int_at_least(1)("max_batch_size", max_batch_size)
         int_at_least(1)("concurrency", concurrency)
         number_at_least(0, "milliseconds")("max_queue_delay_ms", max_queue_delay_ms)
+        if model.decoupled:
+            raise OptionError(
+                f"Model '{model.name}' is decoupled (it answers with a stream of responses), so its "
+                f"calls cannot be merged into batches; serve it without dynamic_batching"
+            )
         self.batch_symbol = batch_dim.merge_symbol(model.name, model.input_specs, model.output_specs)
         self.max_batch_size = max_batch_size
         self.max_queue_delay_ms = float(max_queue_delay_ms)

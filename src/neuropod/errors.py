@@ -33,6 +33,7 @@
         ├── NotFound                         404  NOT_FOUND           unknown model, version, tensor or region
         ├── MethodNotAllowed                 405  UNIMPLEMENTED       the path exists, not with this method
         ├── PayloadTooLarge                  413  RESOURCE_EXHAUSTED  body or region over the configured limit
+        ├── Unsupported                      501  UNIMPLEMENTED       a decoupled model asked without a stream
         ├── Unavailable                      503  UNAVAILABLE         model not ready, or the server stopping
         └── InternalError                    500  INTERNAL            the model failed (crash, error, timeout)
 
@@ -81,6 +82,7 @@ __all__ = [
     "Unauthenticated",
     "Unavailable",
     "UnsafeArchiveError",
+    "Unsupported",
     "ValidationError",
     "VersionRangeError",
     "WorkerCrashed",
@@ -244,6 +246,13 @@ class MethodNotAllowed(ServingError):
     """The path exists, but not with this method."""
 
     status = 405
+    grpc_code = "UNIMPLEMENTED"
+
+
+class Unsupported(ServingError):
+    """The request cannot be served this way, e.g. a decoupled model called without a stream."""
+
+    status = 501
     grpc_code = "UNIMPLEMENTED"
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,9 @@ class NeuropodModel(Closing):
 
     ``infer`` checks the inputs against the input spec before the backend sees them and the
     outputs against the output spec before the caller does, so every backend reports the same
-    mistake with the same error. Use it as a context manager, or call ``close``.
+    mistake with the same error. A decoupled model (``decoupled``) answers with a stream of
+    responses instead: run it with ``infer_stream``. Use it as a context manager, or call
+    ``close``.
 
     Args:
         backend: what runs the model; its ``config`` and ``path`` are the model's.
@@ -57,6 +59,7 @@ class NeuropodModel(Closing):
         self._check_outputs = TensorValidator(config.outputs, "output")
         self._bytes_inputs = frozenset(spec.name for spec in config.inputs if spec.dtype == BYTES)
         self._bytes_outputs = frozenset(spec.name for spec in config.outputs if spec.dtype == BYTES)
+        self._decoupled = config.decoupled
 
     @property
     def config(self) -> ModelConfig:
@@ -77,6 +80,12 @@ class NeuropodModel(Closing):
     def path(self) -> Path | str:
         """Where the model was loaded from: the package's path, or a remote model's URL."""
         return self._path
+
+    @property
+    def decoupled(self) -> bool:
+        """Whether the model answers a call with a stream of zero or more responses (run it with
+        ``infer_stream``; ``infer`` refuses it), as Triton's decoupled models do."""
+        return self._decoupled
 
     @property
     def input_specs(self) -> tuple[TensorSpec, ...]:
@@ -123,6 +132,7 @@ class NeuropodModel(Closing):
         Raises:
             ValidationError: an input or output breaks the spec (message names the tensor).
             InferenceError: the model itself failed; the framework's error is the ``__cause__``.
+                Also raised for a decoupled model, which ``infer_stream`` runs.
             ModelClosedError: the model was closed.
             IndexError: ``instance`` is out of range.
         """
@@ -133,6 +143,74 @@ class NeuropodModel(Closing):
             raise IndexError(
                 f"Model '{self.name}' has {backend.instances} instance(s); there is no instance {instance}"
             )
+        if self._decoupled:
+            raise InferenceError(
+                f"Model '{self.name}' is decoupled: it answers with a stream of responses, so run "
+                f"it with infer_stream(inputs), which yields them"
+            )
+        given = dict(self._valid_inputs(inputs))
+        try:
+            outputs = backend.infer(given) if instance is None else backend.infer_on(instance, given)
+        except NeuropodError:
+            raise
+        except Exception as exc:
+            raise self._failed(exc) from exc
+        return self._valid_outputs(outputs)
+
+    def infer_stream(self, inputs: Mapping[str, np.ndarray]) -> Generator[dict[str, np.ndarray], None, None]:
+        """Run the model and iterate over its responses as it produces them.
+
+        A decoupled model yields zero or more responses; any other model yields the one that
+        ``infer`` returns. The inputs are checked now; each response is checked against the
+        output spec before it is yielded. Closing the iterator (``close()``, leaving a ``for``
+        loop with ``break`` and dropping it, or a ``with contextlib.closing(...)`` block) stops
+        the call: the model's generator is closed, a worker (``use_ope=True``) is told to stop,
+        a remote stream is cancelled.
+
+        >>> from neuropod import load_neuropod
+        >>> ones = np.ones((1, 3), np.float32)
+        >>> with load_neuropod("adder.zip") as model:  # not decoupled: one response
+        ...     for response in model.infer_stream({"x": ones, "y": ones}):
+        ...         print(response)
+        {'out': array([[2., 2., 2.]], dtype=float32)}
+
+        Args:
+            inputs: input name -> numpy array; never modified.
+
+        Returns:
+            A generator of dicts of output name -> numpy array.
+
+        Raises:
+            ValidationError: an input breaks the spec (raised here), or a response breaks the
+                output spec (raised while iterating).
+            InferenceError: the model failed (while iterating; the framework's error is the
+                ``__cause__``).
+            ModelClosedError: the model was closed.
+        """
+        backend = self._open_backend()
+        return self._stream(backend, self._valid_inputs(inputs))
+
+    def _stream(
+        self, backend: Backend, inputs: Mapping[str, np.ndarray]
+    ) -> Generator[dict[str, np.ndarray], None, None]:
+        responses = backend.infer_stream(dict(inputs))
+        try:
+            while True:
+                try:
+                    outputs = next(responses)
+                except StopIteration:
+                    return
+                except NeuropodError:
+                    raise
+                except Exception as exc:
+                    raise self._failed(exc) from exc
+                yield self._valid_outputs(outputs)
+        finally:
+            close = getattr(responses, "close", None)
+            if close is not None:
+                close()
+
+    def _valid_inputs(self, inputs: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
         try:
             self._check_inputs(inputs)
         except ValidationError:
@@ -144,15 +222,9 @@ class NeuropodModel(Closing):
             inputs = converted
         if self._bytes_inputs:
             inputs = _fixed_width_as_objects(inputs, self._bytes_inputs)
-        try:
-            given = dict(inputs)
-            outputs = backend.infer(given) if instance is None else backend.infer_on(instance, given)
-        except NeuropodError:
-            raise
-        except Exception as exc:
-            raise InferenceError(
-                f"Model '{self.name}' ({self.platform}) failed: {type(exc).__name__}: {exc}"
-            ) from exc
+        return inputs
+
+    def _valid_outputs(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
             self._check_outputs(outputs)
         except ValidationError:
@@ -164,6 +236,9 @@ class NeuropodModel(Closing):
         if self._bytes_outputs:
             outputs = _fixed_width_as_objects(outputs, self._bytes_outputs)
         return outputs
+
+    def _failed(self, exc: Exception) -> InferenceError:
+        return InferenceError(f"Model '{self.name}' ({self.platform}) failed: {type(exc).__name__}: {exc}")
 
     def allocate(self, name: str, shape: Sequence[int]) -> np.ndarray:
         """An uninitialized array for input ``name``, of its spec's dtype, to fill and pass to ``infer``.

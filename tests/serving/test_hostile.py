@@ -30,7 +30,7 @@ grpc = pytest.importorskip("grpc")
 grpcclient = pytest.importorskip("tritonclient.grpc")
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
-from neuropod.protocol.grpc import service_pb2  # noqa: E402
+from neuropod.protocol.grpc import service_pb2, service_pb2_grpc  # noqa: E402
 
 GiB = 2**30
 
@@ -432,6 +432,21 @@ def test_every_rpc_but_server_health_needs_the_token(guarded, rpc):
                 else grpc.StatusCode.UNIMPLEMENTED
             )
             assert info.value.code() == expected, info.value.details()
+
+
+def test_the_stream_rpc_needs_the_token(guarded):
+    message = service_pb2.ModelInferRequest(model_name="adder", id="one")
+    for name in ("x", "y"):
+        tensor = message.inputs.add(name=name, datatype="FP32", shape=[1, 1])
+        tensor.contents.fp32_contents.append(1.0)
+    with grpc.insecure_channel(guarded.grpc_address) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        for metadata in (None, (("authorization", "Bearer wrong"),)):
+            with pytest.raises(grpc.RpcError) as info:
+                list(stub.ModelStreamInfer(iter([message]), metadata=metadata, timeout=10))
+            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        [reply] = stub.ModelStreamInfer(iter([message]), metadata=(("authorization", f"Bearer {TOKEN}"),))
+        assert not reply.error_message and reply.infer_response.id == "one"
 
 
 def test_model_ready_with_the_token(guarded):

@@ -1,4 +1,5 @@
-"""The one contract of every backend: ``infer(dict) -> dict``, ``close``, and ``allocate``/``seal``.
+"""The one contract of every backend: ``infer(dict) -> dict``, ``close``, and ``allocate``/``seal``,
+``infer_stream`` for decoupled models.
 
 Framework backends (a package run in this process), the out-of-process ``WorkerBackend`` and the
 remote backends (a model on a server) all keep it, so they stack: a worker runs a backend, a
@@ -16,7 +17,7 @@ from __future__ import annotations
 import inspect
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -97,6 +98,15 @@ class Backend(ABC):
         model that keeps state in its own memory. Here there is one instance: plain ``infer``.
         """
         return self.infer(inputs)
+
+    def infer_stream(self, inputs: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+        """Run the model on validated inputs and yield its responses as they come.
+
+        A decoupled model (``config.decoupled``) answers with zero or more responses; any other
+        yields the one that ``infer`` returns, which is what this default does. Closing the
+        iterator before its end cancels the call: a backend frees what the call holds then.
+        """
+        yield self.infer(inputs)
 
     def allocate(self, dtype: np.dtype[Any], shape: Sequence[int]) -> np.ndarray:
         """An uninitialized array to fill and pass to ``infer``: where the backend sends it fastest.

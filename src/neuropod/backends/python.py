@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,9 @@ class PythonBackend(Backend):
 
     The code is imported in a namespace of its own (see ``code_namespace``), so packages whose
     code uses the same module names load side by side. Outputs must be numpy arrays; torch
-    tensors are converted for PyTorch models, which the original left to the model.
+    tensors are converted for PyTorch models, which the original left to the model. The model
+    of a decoupled package returns an iterable of output dicts (a generator, typically), which
+    ``infer_stream`` yields from as the model produces them.
 
     Raises (at load):
         PackageError: the backend config lacks the entrypoint, the entrypoint package is not in
@@ -81,11 +83,40 @@ class PythonBackend(Backend):
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = self._model(**inputs)
         if not isinstance(out, dict):
+            hint = (
+                "; a model that answers with a stream of responses is packaged with decoupled=True"
+                if isinstance(out, Iterator)
+                else ""
+            )
             raise InferenceError(
                 f"The model of {self.package.path} must return a dict of numpy arrays, "
-                f"but returned {type(out).__name__}"
+                f"but returned {type(out).__name__}{hint}"
             )
         return {name: _to_numpy(value) for name, value in out.items()}
+
+    def infer_stream(self, inputs: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+        if not self.package.config.decoupled:
+            yield self.infer(inputs)
+            return
+        out = self._model(**inputs)
+        if isinstance(out, (Mapping, str, bytes)) or not hasattr(out, "__iter__"):
+            raise InferenceError(
+                f"The model of {self.package.path} is decoupled, so it must return an iterable "
+                f"(a generator, typically) of dicts of numpy arrays, but returned {type(out).__name__}"
+            )
+        responses = iter(out)
+        try:
+            for index, response in enumerate(responses):
+                if not isinstance(response, dict):
+                    raise InferenceError(
+                        f"The model of {self.package.path} must yield dicts of numpy arrays, but "
+                        f"its response {index} is a {type(response).__name__}"
+                    )
+                yield {name: _to_numpy(value) for name, value in response.items()}
+        finally:
+            close = getattr(responses, "close", None)
+            if close is not None:  # a generator left early runs its finally blocks now
+                close()
 
     def close(self) -> None:
         self._namespace.close()

@@ -52,6 +52,10 @@ class ModelConfig:
         platform_version_semver: the framework versions the model needs, as an npm-style range.
         custom_ops: file names of custom op libraries in ``0/ops``.
         input_tensor_device: for every input, ``"GPU"`` or ``"CPU"``.
+        decoupled: the model answers each call with a stream of zero or more responses
+            (``NeuropodModel.infer_stream``) rather than with exactly one; see
+            ``docs/serving/streaming.md``. Written to ``config.json`` only when true, so that
+            other packages keep the original's keys.
     """
 
     name: str
@@ -61,6 +65,7 @@ class ModelConfig:
     platform_version_semver: str = "*"
     custom_ops: tuple[str, ...] = ()
     input_tensor_device: Mapping[str, str] = field(default_factory=dict)
+    decoupled: bool = False
 
     @classmethod
     def build(
@@ -74,6 +79,7 @@ class ModelConfig:
         custom_ops: Sequence[str] = (),
         input_tensor_device: Mapping[str, str] | None = None,
         default_input_tensor_device: str = "GPU",
+        decoupled: bool = False,
     ) -> ModelConfig:
         """Validate packager arguments into a config, filling devices in as the original did.
 
@@ -87,6 +93,8 @@ class ModelConfig:
                 f"platform_version_semver must be a version range such as '*' or '>= 2.0', "
                 f"got {platform_version_semver!r}"
             )
+        if not isinstance(decoupled, bool):
+            raise SpecError(f"decoupled must be True or False, got {decoupled!r}")
         inputs = parse_specs(input_spec, "input")
         outputs = parse_specs(output_spec, "output")
         given = per_input("input_tensor_device", input_tensor_device, inputs, SpecError)
@@ -99,6 +107,7 @@ class ModelConfig:
             platform_version_semver=platform_version_semver,
             custom_ops=tuple(custom_ops),
             input_tensor_device=devices,
+            decoupled=decoupled,
         )
         config._check_devices()
         return config
@@ -114,8 +123,9 @@ class ModelConfig:
             raise SpecError(f"Input(s) {', '.join(map(repr, missing))} have no device")
 
     def to_json(self) -> dict[str, Any]:
-        """The dict written to ``config.json``, key for key the original's."""
-        return {
+        """The dict written to ``config.json``, key for key the original's (plus ``decoupled``
+        for a decoupled model)."""
+        written: dict[str, Any] = {
             "name": self.name,
             "platform": self.platform,
             "platform_version_semver": self.platform_version_semver,
@@ -124,6 +134,9 @@ class ModelConfig:
             "custom_ops": list(self.custom_ops),
             "input_tensor_device": dict(self.input_tensor_device),
         }
+        if self.decoupled:
+            written["decoupled"] = True
+        return written
 
     @classmethod
     def from_json(cls, obj: Any, source: str = layout.CONFIG) -> ModelConfig:
@@ -143,6 +156,9 @@ class ModelConfig:
                 f"{source}: field 'input_tensor_device' must be an object of input name to "
                 f"'GPU' or 'CPU', got {devices!r}"
             )
+        decoupled = obj.get("decoupled", False)
+        if not isinstance(decoupled, bool):
+            raise PackageError(f"{source}: field 'decoupled' must be true or false, got {decoupled!r}")
         try:
             inputs = parse_specs(obj["input_spec"], "input")
             config = cls(
@@ -154,6 +170,7 @@ class ModelConfig:
                 custom_ops=tuple(_string_list(obj.get("custom_ops", []), "custom_ops", source)),
                 # Configs written before devices existed put every input on the GPU.
                 input_tensor_device=dict(devices or {spec.name: "GPU" for spec in inputs}),
+                decoupled=decoupled,
             )
             config._check_devices()
         except SpecError as exc:

@@ -79,6 +79,8 @@ def create_package(
     output_spec: Iterable[Any],
     write_model: Callable[[PackageBuilder], None],
     common: Mapping[str, Any],
+    *,
+    decoupled: bool = False,
 ) -> Path:
     """Write a package of ``platform``, then self-test it when test data is given.
 
@@ -91,6 +93,7 @@ def create_package(
         neuropod_path, model_name, input_spec, output_spec: the packager's arguments.
         write_model: writes the platform's files (``0/data``, ``0/config.json``, ...).
         common: the packager's ``CommonArgs``.
+        decoupled: the model answers a call with a stream of responses (python packages).
 
     Raises:
         OptionError: ``common`` holds a keyword no packager takes.
@@ -117,6 +120,7 @@ def create_package(
         custom_ops=[Path(op).name for op in custom_ops],
         input_tensor_device=common.get("input_tensor_device"),
         default_input_tensor_device=common.get("default_input_tensor_device", "GPU"),
+        decoupled=decoupled,
     )
     VersionRange(config.platform_version_semver)  # an invalid range is a packaging error
     with PackageBuilder(

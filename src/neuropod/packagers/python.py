@@ -30,6 +30,7 @@ def create_python_neuropod(
     entrypoint_package: str,
     entrypoint: str,
     requirements: str | None = None,
+    decoupled: bool = False,
     **common: Unpack[CommonArgs],
 ) -> None:
     """Package Python code as a model.
@@ -54,6 +55,11 @@ def create_python_neuropod(
             locked with uv into ``0/requirements.lock``, preferring the versions installed here.
             At load, a model whose locked versions are not installed runs in an environment of
             its own (see ``neuropod.environments``).
+        decoupled: the callable answers each call with an iterable (a generator, typically) of
+            output dicts, zero or more of them, rather than with one dict. The model is then
+            run with ``infer_stream``, and a server reports it as Triton's decoupled models
+            (``model_transaction_policy { decoupled: true }``) and streams its responses over
+            gRPC ``ModelStreamInfer`` (see ``docs/serving/streaming.md``).
         **common: the arguments every packager takes (see docs/packaging.md).
 
     Raises:
@@ -95,7 +101,7 @@ def create_python_neuropod(
 
     create_package(
         "create_python_neuropod", "python", neuropod_path, model_name,
-        input_spec, output_spec, write_model, common,
+        input_spec, output_spec, write_model, common, decoupled=decoupled,
     )  # fmt: skip
 
 

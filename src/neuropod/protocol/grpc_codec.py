@@ -9,6 +9,11 @@ message, outputs are appended from the arrays' memory.
 A server reads a request in two steps, ``split_request`` then ``read_request``, so that it can
 find the model (and start its statistics) before the tensors are read.
 
+``ModelStreamInfer`` carries the same ``ModelInferRequest`` messages, read the same way; its
+answers are ``ModelStreamInferResponse`` messages, each an ``error_message`` or a
+``ModelInferResponse`` (``encode_stream_response``, ``encode_stream_error``,
+``decode_stream_response``).
+
 The model metadata is Triton's ``ModelMetadataResponse`` plus the Open Inference Protocol's
 ``map<string, string> properties = 6``, which Triton's generated message lacks: it is
 appended to the encoding as fields of its own, as a spec-compiled message would write it.
@@ -36,7 +41,10 @@ from neuropod.protocol.grpc_framing import (
     RAW_INPUT_FIELD,
     RAW_OUTPUT_FIELD,
     Buffer,
+    embedded_fields,
     join_raw_contents,
+    length_delimited,
+    raw_contents_parts,
     split_raw_contents,
     varint,
 )
@@ -47,7 +55,7 @@ from neuropod.protocol.infer import (
     RequestedOutput,
     SharedMemoryInput,
 )
-from neuropod.protocol.keys import SHARED_MEMORY_REGION
+from neuropod.protocol.keys import FINAL_RESPONSE, SHARED_MEMORY_REGION
 from neuropod.protocol.sequence import check_grpc_types
 from neuropod.protocol.tensors import check_shape
 
@@ -55,6 +63,9 @@ from neuropod.protocol.tensors import check_shape
 PROPERTIES_FIELD = 6
 
 _LENGTH_DELIMITED = 2
+_STREAM_FIELDS = service_pb2.ModelStreamInferResponse.DESCRIPTOR.fields_by_name
+_ERROR_MESSAGE_FIELD: int = _STREAM_FIELDS["error_message"].number
+_INFER_RESPONSE_FIELD: int = _STREAM_FIELDS["infer_response"].number
 _METADATA_FIELDS = ("name", "versions", "platform", "inputs", "outputs")
 
 
@@ -145,6 +156,58 @@ def encode_response(response: InferResponse) -> bytes:
     Raises:
         ProtocolError: an output has no protocol datatype.
     """
+    return b"".join(_response_parts(response))
+
+
+def encode_stream_response(response: InferResponse) -> bytes:
+    """Encode a ``ModelStreamInferResponse`` holding ``response`` (see ``encode_response``).
+
+    Raises:
+        ProtocolError: an output has no protocol datatype.
+    """
+    return b"".join(length_delimited(_INFER_RESPONSE_FIELD, _response_parts(response)))
+
+
+def encode_stream_error(
+    error: str,
+    id: str | None,
+    model_name: str = "",
+    model_version: str = "",
+    final: bool | None = None,
+) -> bytes:
+    """Encode a ``ModelStreamInferResponse`` reporting an error, as Triton does: the message in
+    ``error_message``, and an ``infer_response`` holding only the request's id, model and, when
+    ``final`` is given, ``triton_final_response``."""
+    message = service_pb2.ModelStreamInferResponse(error_message=error)
+    answer = message.infer_response
+    answer.id = id or ""
+    answer.model_name = model_name
+    answer.model_version = model_version
+    if final is not None:
+        answer.parameters[FINAL_RESPONSE].bool_param = final
+    data: bytes = message.SerializeToString()
+    return data
+
+
+def decode_stream_response(data: Buffer) -> tuple[str, InferResponse]:
+    """Read an encoded ``ModelStreamInferResponse``, as a client receives it.
+
+    Returns:
+        ``(error_message, response)``: an empty message for a success, and the response (for
+        an error, one without outputs that carries the request's id).
+
+    Raises:
+        ProtocolError: the message is not valid.
+    """
+    fields = embedded_fields(data)
+    error = fields.get(_ERROR_MESSAGE_FIELD)
+    return (
+        "" if error is None else bytes(error).decode("utf-8", "replace"),
+        decode_response(fields.get(_INFER_RESPONSE_FIELD, b"")),
+    )
+
+
+def _response_parts(response: InferResponse) -> list[Buffer]:
     message = service_pb2.ModelInferResponse(
         model_name=response.model_name, model_version=response.model_version, id=response.id or ""
     )
@@ -159,7 +222,9 @@ def encode_response(response: InferResponse) -> bytes:
             contents.append(b"")
         else:
             contents.append(tensor_to_message(tensor, output.name, output.array, output.datatype))
-    return join_raw_contents(message, RAW_OUTPUT_FIELD, contents)
+    if response.parameters:
+        set_parameters(message.parameters, response.parameters)
+    return raw_contents_parts(message, RAW_OUTPUT_FIELD, contents)
 
 
 def encode_request(request: InferRequest) -> bytes:
@@ -185,7 +250,7 @@ def encode_request(request: InferRequest) -> bytes:
     return join_raw_contents(message, RAW_INPUT_FIELD, raws)
 
 
-def decode_response(data: bytes) -> InferResponse:
+def decode_response(data: Buffer) -> InferResponse:
     """Read an encoded ``ModelInferResponse``, as a client receives it.
 
     Returns:
@@ -199,7 +264,8 @@ def decode_response(data: bytes) -> InferResponse:
     for i, tensor in enumerate(message.outputs):
         array = tensor_from_message(tensor, contents[i] if i < len(contents) else None)
         outputs.append(OutputTensor(tensor.name, array, tensor.datatype, binary=True))
-    return InferResponse(outputs, message.model_name, message.model_version, message.id or None)
+    parameters = get_parameters(message.parameters) if message.parameters else None
+    return InferResponse(outputs, message.model_name, message.model_version, message.id or None, parameters)
 
 
 def encode_model_metadata(metadata: Mapping[str, Any], properties: Mapping[str, str]) -> bytes:
@@ -230,9 +296,12 @@ def _string_field(number: int, text: str) -> bytes:
 __all__ = [
     "PROPERTIES_FIELD",
     "decode_response",
+    "decode_stream_response",
     "encode_model_metadata",
     "encode_request",
     "encode_response",
+    "encode_stream_error",
+    "encode_stream_response",
     "read_request",
     "split_request",
 ]

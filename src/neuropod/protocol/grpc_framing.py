@@ -46,7 +46,7 @@ SPLIT_THRESHOLD = 64 * 1024
 _VARINT, _FIXED64, _LENGTH_DELIMITED, _FIXED32 = 0, 1, 2, 5
 
 
-def split_raw_contents(data: bytes, message_type: type[Message], field: int) -> tuple[Message, list[Buffer]]:
+def split_raw_contents(data: Buffer, message_type: type[Message], field: int) -> tuple[Message, list[Buffer]]:
     """Parse an encoded message, leaving its raw contents where they are.
 
     Args:
@@ -73,7 +73,7 @@ def split_raw_contents(data: bytes, message_type: type[Message], field: int) -> 
         return message, contents
     view = memoryview(data)
     contents = []
-    rest: list[bytes] = []
+    rest: list[Buffer] = []
     rest_start = position = 0
     end = len(data)
     while position < end:
@@ -120,16 +120,60 @@ def join_raw_contents(message: Any, field: int, raws: Sequence[Buffer]) -> bytes
     Returns:
         The encoded message.
     """
+    return b"".join(raw_contents_parts(message, field, raws))
+
+
+def raw_contents_parts(message: Any, field: int, raws: Sequence[Buffer]) -> list[Buffer]:
+    """``join_raw_contents``'s parts, not joined yet."""
     parts: list[Buffer] = [message.SerializeToString()]
     key = varint((field << 3) | _LENGTH_DELIMITED)
     for raw in raws:
         size = raw.nbytes if isinstance(raw, memoryview) else len(raw)
         parts.append(key + varint(size))
         parts.append(raw)
-    return b"".join(parts)
+    return parts
 
 
-def _read_varint(data: bytes, position: int) -> tuple[int, int]:
+def embedded_fields(data: Buffer) -> dict[int, memoryview]:
+    """The length-delimited fields of an encoded message (strings, bytes, messages), by number.
+
+    For a wrapper such as ``ModelStreamInferResponse``: the message it embeds is read from a
+    view of ``data``, not from a copy. Of a repeated field, the last entry is returned.
+
+    Raises:
+        ProtocolError: ``data`` is not a valid encoding.
+    """
+    view = memoryview(data)
+    fields: dict[int, memoryview] = {}
+    position, end = 0, len(view)
+    while position < end:
+        key, position = _read_varint(view, position)
+        wire_type = key & 7
+        if wire_type == _VARINT:
+            _, position = _read_varint(view, position)
+        elif wire_type == _FIXED64:
+            position += 8
+        elif wire_type == _FIXED32:
+            position += 4
+        elif wire_type == _LENGTH_DELIMITED:
+            length, position = _read_varint(view, position)
+            fields[key >> 3] = view[position : position + length]
+            position += length
+        else:
+            raise ProtocolError(f"The message holds wire type {wire_type} at byte {position}")
+    if position > end:
+        raise ProtocolError("The message ends inside a field")
+    return fields
+
+
+def length_delimited(field: int, parts: Sequence[Buffer]) -> list[Buffer]:
+    """``parts``, an encoded message, as field ``field`` of a wrapping message (its key and
+    length first): the parts are not joined, so that the caller copies them once."""
+    size = sum(part.nbytes if isinstance(part, memoryview) else len(part) for part in parts)
+    return [varint((field << 3) | _LENGTH_DELIMITED) + varint(size), *parts]
+
+
+def _read_varint(data: Buffer, position: int) -> tuple[int, int]:
     value = shift = 0
     end = len(data)
     while True:
@@ -163,4 +207,13 @@ def _type_name(message_type: Any) -> str:
     return str(message_type.DESCRIPTOR.name)
 
 
-__all__ = ["RAW_INPUT_FIELD", "RAW_OUTPUT_FIELD", "join_raw_contents", "split_raw_contents", "varint"]
+__all__ = [
+    "RAW_INPUT_FIELD",
+    "RAW_OUTPUT_FIELD",
+    "embedded_fields",
+    "join_raw_contents",
+    "length_delimited",
+    "raw_contents_parts",
+    "split_raw_contents",
+    "varint",
+]

@@ -107,6 +107,8 @@ def encode_response(response: InferResponse) -> Encoded:
     document: dict[str, Any] = {"model_name": response.model_name, "model_version": response.model_version}
     if response.id is not None:
         document["id"] = response.id
+    if response.parameters:
+        document["parameters"] = response.parameters
     document["outputs"] = entries
     return json_codec.dumps(document, allow_nan=non_finite), raws
 

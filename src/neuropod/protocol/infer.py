@@ -180,9 +180,10 @@ class InferResponse:
         model_name: the model that answered.
         model_version: its version.
         id: the request's id (``None``: it had none).
+        parameters: the response's parameters (``triton_final_response`` on a gRPC stream).
     """
 
-    __slots__ = ("id", "model_name", "model_version", "outputs")
+    __slots__ = ("id", "model_name", "model_version", "outputs", "parameters")
 
     def __init__(
         self,
@@ -190,11 +191,13 @@ class InferResponse:
         model_name: str = "",
         model_version: str = VERSION,
         id: str | None = None,
+        parameters: dict[str, Any] | None = None,
     ):
         self.outputs = outputs
         self.model_name = model_name
         self.model_version = model_version
         self.id = id
+        self.parameters = parameters
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Output name -> array."""

@@ -23,6 +23,12 @@ SHARED_MEMORY_REGION = "shared_memory_region"
 SHARED_MEMORY_BYTE_SIZE = "shared_memory_byte_size"
 SHARED_MEMORY_OFFSET = "shared_memory_offset"
 
+#: A response's parameter on a gRPC stream: true on the last response of its request.
+FINAL_RESPONSE = "triton_final_response"
+#: A request's parameter asking for an empty response that says a decoupled model's request
+#: is complete when the model ends it without a response (Triton's bare final flag).
+EMPTY_FINAL_RESPONSE = "triton_enable_empty_final_response"
+
 #: Model parameters carrying the package's platform and exact specs (see ``neuropod.serving.metadata``).
 NEUROPOD_PLATFORM = "neuropod_platform"
 NEUROPOD_INPUTS = "neuropod_inputs"

@@ -2,13 +2,14 @@
 
 The channel (one HTTP/2 connection, multiplexing concurrent calls) stays open between calls
 and is safe to share between threads. Its message size limits are lifted as the protocol
-needs (grpc's default receive limit is 4 MB).
+needs (grpc's default receive limit is 4 MB). ``infer_stream`` sends its request on a
+``ModelStreamInfer`` call of its own and yields each response as it arrives.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import grpc
@@ -17,12 +18,13 @@ import numpy as np
 from neuropod.errors import InferenceError, NeuropodError, ValidationError
 from neuropod.protocol import grpc_codec
 from neuropod.protocol.grpc import MESSAGE_SIZE_OPTIONS, service_pb2, service_pb2_grpc
-from neuropod.protocol.infer import InferRequest
-from neuropod.protocol.keys import NEUROPOD_PLATFORM, SPEC_PARAMETERS
+from neuropod.protocol.infer import InferRequest, InferResponse
+from neuropod.protocol.keys import EMPTY_FINAL_RESPONSE, FINAL_RESPONSE, NEUROPOD_PLATFORM, SPEC_PARAMETERS
 from neuropod.remote.backend import GrpcOptions, RemoteBackend
 from neuropod.remote.errors import error_for_code, timeout_error
 
 _MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
+_MODEL_STREAM_INFER = "/inference.GRPCInferenceService/ModelStreamInfer"
 
 
 class GrpcBackend(RemoteBackend):
@@ -46,6 +48,7 @@ class GrpcBackend(RemoteBackend):
         self._stub = service_pb2_grpc.GRPCInferenceServiceStub(self._channel)
         # Inference sends and reads encoded messages: see neuropod.protocol.grpc_framing.
         self._infer = self._channel.unary_unary(_MODEL_INFER)
+        self._stream = self._channel.stream_stream(_MODEL_STREAM_INFER)
 
     def model_metadata(self) -> dict[str, Any]:
         """The model's metadata in the protocol's JSON form, with the exact specs where known.
@@ -73,6 +76,7 @@ class GrpcBackend(RemoteBackend):
             ).config
         except grpc.RpcError:
             return metadata  # not a neuropod server (or an old one): its metadata will do
+        metadata["decoupled"] = config.model_transaction_policy.decoupled
         parameters = {}
         for key in SPEC_PARAMETERS:
             if key in config.parameters:
@@ -97,17 +101,66 @@ class GrpcBackend(RemoteBackend):
         request = InferRequest(dict(inputs), model_name=self._url.model, model_version=self._url.version)
         data = self._call(self._infer, grpc_codec.encode_request(request))
         try:
-            response = grpc_codec.decode_response(data)
-            # Raw contents are bytes, which numpy views read-only; local models return arrays
-            # the caller may write to.
-            outputs: dict[str, np.ndarray] = self._conform_outputs(
-                {
-                    tensor.name: tensor.array if tensor.array.flags.writeable else tensor.array.copy()
-                    for tensor in response.outputs
-                }
-            )
+            outputs = self._outputs(grpc_codec.decode_response(data))
         except ValidationError as exc:  # a ProtocolError, or a string output that is not UTF-8
             raise InferenceError(f"The server's answer for {self._where} breaks the protocol: {exc}") from exc
+        return outputs
+
+    def infer_stream(self, inputs: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+        """Run the model on the server over a ``ModelStreamInfer`` call, yielding each response
+        as it arrives, until the server flags the last one (``triton_final_response``).
+
+        The request asks for an empty final response, so that the end of a decoupled model's
+        stream is seen; that empty response is not yielded. ``timeout`` bounds the whole call.
+        Closing the iterator early cancels the call.
+
+        Raises:
+            InferenceError: the server answered an error in the stream, or the connection failed.
+            ValidationError, PackageError, InferenceTimeout: as ``infer``, for the call's status.
+        """
+        request = InferRequest(
+            dict(inputs),
+            model_name=self._url.model,
+            model_version=self._url.version,
+            parameters={EMPTY_FINAL_RESPONSE: True},
+        )
+        call = self._stream(
+            iter((grpc_codec.encode_request(request),)), timeout=self._timeout, metadata=self._metadata
+        )
+        decoupled = self.config.decoupled
+        try:
+            for data in call:
+                try:
+                    error, response = grpc_codec.decode_stream_response(data)
+                    if error:
+                        raise InferenceError(f"The server answered an error for {self._where}: {error}")
+                    # A reply without the flag is final, as Triton's C++ client reads it.
+                    final = (response.parameters or {}).get(FINAL_RESPONSE, True) is True
+                    outputs = None
+                    if response.outputs or not final or not decoupled:
+                        outputs = self._outputs(response)
+                except ValidationError as exc:  # a ProtocolError, or a string output that is not UTF-8
+                    raise InferenceError(
+                        f"The server's answer for {self._where} breaks the protocol: {exc}"
+                    ) from exc
+                if outputs is not None:
+                    yield outputs
+                if final:
+                    return
+        except grpc.RpcError as exc:
+            raise self._error(exc, False) from exc
+        finally:
+            call.cancel()  # a no-op once the server ended the call; else it stops the model
+
+    def _outputs(self, response: InferResponse) -> dict[str, np.ndarray]:
+        # Raw contents are bytes, which numpy views read-only; local models return arrays the
+        # caller may write to.
+        outputs: dict[str, np.ndarray] = self._conform_outputs(
+            {
+                tensor.name: tensor.array if tensor.array.flags.writeable else tensor.array.copy()
+                for tensor in response.outputs
+            }
+        )
         return outputs
 
     def _call(self, method: Any, request: Any, *, loading: bool = False) -> Any:

@@ -24,7 +24,8 @@ def config_from_metadata(metadata: Mapping[str, Any], model: str, where: str) ->
 
     Args:
         metadata: the model metadata in the protocol's JSON form (``name``, ``platform``,
-            ``inputs``, ``outputs``, optional ``parameters``).
+            ``inputs``, ``outputs``, optional ``parameters``), and ``decoupled`` where the
+            server's model configuration says so.
         model: the model name of the URL, used when the metadata has none.
         where: the model and URL, for messages.
 
@@ -51,6 +52,7 @@ def config_from_metadata(metadata: Mapping[str, Any], model: str, where: str) ->
         platform=str(platform or metadata.get("platform") or "remote"),
         inputs=inputs,
         outputs=outputs,
+        decoupled=metadata.get("decoupled") is True,
     )
 
 

@@ -2,10 +2,11 @@
 
 The failures are ``ServingError`` and its subclasses (``BadRequest`` 400, ``Unauthenticated``
 401, ``NotFound`` 404, ``MethodNotAllowed`` 405, ``PayloadTooLarge`` 413, ``Unavailable`` 503,
-``InternalError`` 500), drawn with their gRPC codes in ``neuropod.errors``'s tree, where they
-are defined. ``classify`` answers any exception: a ``ServingError`` its own status, a
-``ValidationError`` (a neuropod spec or protocol mistake) 400, an ``InferenceTimeout`` 500 /
-``DEADLINE_EXCEEDED``, anything else 500. The message is always the exception's text.
+``Unsupported`` 501, ``InternalError`` 500), drawn with their gRPC codes in
+``neuropod.errors``'s tree, where they are defined. ``classify`` answers any exception: a
+``ServingError`` its own status, a ``ValidationError`` (a neuropod spec or protocol mistake)
+400, an ``InferenceTimeout`` 500 / ``DEADLINE_EXCEEDED``, anything else 500. The message is
+always the exception's text.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from neuropod.errors import (
     ServingError,
     Unauthenticated,
     Unavailable,
+    Unsupported,
     ValidationError,
 )
 
@@ -32,6 +34,7 @@ __all__ = [
     "ServingError",
     "Unauthenticated",
     "Unavailable",
+    "Unsupported",
     "classify",
 ]
 

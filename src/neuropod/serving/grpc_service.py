@@ -3,13 +3,15 @@
 grpc's synchronous server rather than ``grpc.aio``: measured on loopback it spends less time
 per call, and its handler threads can run a model directly, with no hop to another thread.
 
-Every RPC of the service is answered except streaming inference, tracing and log settings
-(``UNIMPLEMENTED``). Tensors come in as ``raw_input_contents`` (or typed contents, or a
-shared-memory region) and go out as ``raw_output_contents``, one entry per output in order
-(empty for an output written to shared memory). ``ModelInfer`` takes and gives encoded
+Every RPC of the service is answered except tracing and log settings (``UNIMPLEMENTED``);
+streaming inference is ``neuropod.serving.grpc_stream``'s. Tensors come in as
+``raw_input_contents`` (or typed contents, or a shared-memory region) and go out as
+``raw_output_contents``, one entry per output in order (empty for an output written to shared
+memory). ``ModelInfer`` takes and gives encoded
 messages so that raw contents are neither copied in nor out of protobuf objects (see
 ``neuropod.protocol.grpc_framing``); input arrays view the received message. Failures are
-gRPC status codes with the message (see ``neuropod.serving.errors``).
+gRPC status codes with the message (see ``neuropod.serving.errors``). A decoupled model is
+served by ``ModelStreamInfer`` only: ``ModelInfer`` answers it ``UNIMPLEMENTED``, as Triton does.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -29,7 +31,8 @@ from neuropod.protocol import grpc_codec
 from neuropod.protocol.grpc import MESSAGE_SIZE_OPTIONS, service_pb2, service_pb2_grpc
 from neuropod.serving import load_parameters
 from neuropod.serving.core import ServerCore
-from neuropod.serving.errors import BadRequest, NotFound, ServingError, Unavailable, classify
+from neuropod.serving.errors import BadRequest, NotFound, ServingError, Unavailable, Unsupported, classify
+from neuropod.serving.grpc_stream import StreamCall
 from neuropod.serving.metadata import metadata_properties
 from neuropod.serving.served_model import ServedModel
 from neuropod.serving.stats import RequestTimer
@@ -80,8 +83,9 @@ def start_grpc_server(core: ServerCore, address: str, threads: int) -> tuple[grp
 
 
 class _EncodedModelInfer:
-    """Passes the generated service registration on to a server, with ``ModelInfer``
-    registered without (de)serializers, so that the servicer gets and returns its bytes, and
+    """Passes the generated service registration on to a server, with ``ModelInfer`` and
+    ``ModelStreamInfer`` registered without (de)serializers, so that the servicer gets and
+    returns their bytes, and
     ``ModelMetadata`` without a response serializer: its answer carries the protocol's
     ``properties``, which the generated message lacks (see ``neuropod.protocol.grpc_codec``)."""
 
@@ -97,7 +101,13 @@ class _EncodedModelInfer:
         encoded_metadata = grpc.unary_unary_rpc_method_handler(
             metadata.unary_unary, request_deserializer=metadata.request_deserializer
         )
-        handlers = {**handlers, "ModelInfer": encoded, "ModelMetadata": encoded_metadata}
+        stream = grpc.stream_stream_rpc_method_handler(handlers["ModelStreamInfer"].stream_stream)
+        handlers = {
+            **handlers,
+            "ModelInfer": encoded,
+            "ModelStreamInfer": stream,
+            "ModelMetadata": encoded_metadata,
+        }
         self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
         self.server.add_registered_method_handlers(service, handlers)
 
@@ -222,10 +232,21 @@ class InferenceServicer(service_pb2_grpc.GRPCInferenceServiceServicer):  # type:
         served = self._model(message.model_name, message.model_version)
         if not self.core.accepting:
             raise Unavailable("The server is shutting down")
+        if served.decoupled:
+            raise Unsupported("ModelInfer RPC doesn't support models with decoupled transaction policy")
         with RequestTimer(served.stats, started) as timer:
             request = grpc_codec.read_request(message, raws)
             response = served.answer(request, self.core.shm, timer)
             return grpc_codec.encode_response(response)
+
+    def ModelStreamInfer(self, requests: Iterator[bytes], context: Any) -> Iterator[bytes]:
+        try:
+            if self.core.auth_token is not None:
+                self.core.check_token(_metadata(context, "authorization"))
+        except Exception as exc:
+            _, code = classify(exc)
+            context.abort(getattr(grpc.StatusCode, code), str(exc))
+        return StreamCall(self.core, requests, context).answers()
 
     def _model(self, name: str, version: str) -> ServedModel:
         self.core.check_version(name, version)

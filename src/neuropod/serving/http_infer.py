@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from neuropod.protocol import http_codec
 from neuropod.protocol.keys import HEADER_LENGTH
+from neuropod.serving.errors import Unsupported
 from neuropod.serving.served_model import ServedModel
 from neuropod.serving.shm import SharedMemoryRegistry
 from neuropod.serving.stats import RequestTimer
@@ -27,7 +28,13 @@ async def infer(
     served: ServedModel, shm: SharedMemoryRegistry, body: bytes, header_length: int | None
 ) -> tuple[Headers, list[bytes | memoryview]]:
     """Answer one inference request, in a thread of the model's pool (see ``answer``): the
-    event loop neither decodes a large body nor waits for a slow model."""
+    event loop neither decodes a large body nor waits for a slow model.
+
+    Raises:
+        Unsupported: the model is decoupled, which only gRPC streams serve (Triton's text).
+    """
+    if served.decoupled:
+        raise Unsupported("HTTP end point doesn't support models with decoupled transaction policy")
     return await served.run(answer, served, shm, body, header_length)
 
 

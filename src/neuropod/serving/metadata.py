@@ -114,6 +114,7 @@ def model_config(
     max_queue_delay_ms: float | None = None,
     sequence_batching: dict[str, Any] | None = None,
     override: ConfigOverride | None = None,
+    decoupled: bool = False,
 ) -> dict[str, Any]:
     """Triton's model configuration, as ``GET /v2/models/{name}/config`` answers it.
 
@@ -131,6 +132,8 @@ def model_config(
         sequence_batching: a stateful model's ``sequence_batching`` section (see
             ``neuropod.serving.sequence_batching``).
         override: what the model's serving options set (input formats, dims, label files).
+        decoupled: the model answers with a stream of responses: the configuration says
+            ``model_transaction_policy {decoupled: true}``, which clients read before any call.
 
     Returns:
         The configuration as a JSON-ready dict (the ``ModelConfig`` message's JSON form).
@@ -167,6 +170,8 @@ def model_config(
         "instance_group": [{"name": name, "kind": "KIND_CPU", "count": instances}],
         "parameters": {key: {"string_value": text} for key, text in string_parameters(parameters).items()},
     }
+    if decoupled:
+        config["model_transaction_policy"] = {"decoupled": True}
     if max_queue_delay_ms is not None:
         config["dynamic_batching"] = {"max_queue_delay_microseconds": int(max_queue_delay_ms * 1000)}
     if sequence_batching is not None:

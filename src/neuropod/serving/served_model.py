@@ -22,13 +22,13 @@ import asyncio
 import logging
 import queue
 import time
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Generator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import numpy as np
 
-from neuropod.errors import ValidationError
+from neuropod.errors import ProtocolError, ValidationError
 from neuropod.model import NeuropodModel
 from neuropod.protocol.datatypes import spec_dtype_to_datatype
 from neuropod.protocol.infer import InferRequest, InferResponse, respond
@@ -110,7 +110,11 @@ class ServedModel:
             else float(options.dynamic_batching.get("max_queue_delay_ms", 0.0)),
             sequence_batching=None if self.sequences is None else self.sequences.config(),
             override=override,
+            decoupled=model.decoupled,
         )
+        #: The model answers a request with a stream of zero or more responses (over gRPC
+        #: ``ModelStreamInfer`` only, as Triton serves decoupled models).
+        self.decoupled = model.decoupled
         #: Output name -> protocol datatype, in spec order.
         self.output_datatypes = {spec.name: spec_dtype_to_datatype(spec.dtype) for spec in outputs}
         self._threads = options.threads
@@ -161,6 +165,61 @@ class ServedModel:
             # A failed call's exception holds this frame (its traceback) and the future holds
             # the exception: without this the request's tensors wait for a GC cycle.
             del future
+
+    def submit(self, function: Callable[..., T], *args: Any) -> Future[T]:
+        """``function(*args)`` in a thread of the model's pool, for callers off the event loop.
+
+        Raises:
+            Unavailable: the model is being unloaded.
+        """
+        try:
+            return self._executor.submit(function, *args)
+        except RuntimeError:  # the pool was shut down: the model is being unloaded
+            raise Unavailable(f"Model '{self.name}' is being unloaded") from None
+
+    def answer_stream(
+        self, request: InferRequest, shm: SharedMemoryRegistry, timer: RequestTimer
+    ) -> Generator[InferResponse, None, None]:
+        """``answer`` for a stream: the responses of a decoupled model as it produces them (the
+        one response of any other model).
+
+        The model holds its slot until the iterator ends or is closed; closing it stops the
+        model's stream. Raises as ``answer``: a model's error while iterating.
+        """
+        if not self.decoupled:
+            yield self.answer(request, shm, timer)
+            return
+        request.check_outputs(self.output_datatypes, self.name)
+        inputs = self._conform_inputs(resolve_inputs(shm, request))
+        timer.decoded()
+        submitted = time.perf_counter()
+        if self._closing:
+            raise Unavailable(f"Model '{self.name}' is being unloaded")
+        self._slots.get()
+        try:
+            if self._closed:
+                raise Unavailable(f"Model '{self.name}' was unloaded")
+            started = time.perf_counter()
+            responses = self.model.infer_stream(inputs)  # raises for invalid inputs
+            try:
+                for outputs in responses:
+                    response = respond(
+                        request, outputs, self.name, self.output_datatypes, labels=self.labels,
+                        batched=self.batched,
+                    )  # fmt: skip
+                    if request.outputs is not None:
+                        write_outputs(shm, response)
+                    yield response
+            except ProtocolError:  # an output asked for that the model did not produce: 400
+                raise
+            except ValidationError as exc:  # the inputs were valid: a response broke the spec
+                message = f"Model '{self.name}' returned outputs that break its spec: {exc}"
+                raise InternalError(message) from exc
+            finally:
+                responses.close()
+            timer.ran(started - submitted, time.perf_counter() - started)
+        finally:
+            self._slots.put(None)
 
     def answer(self, request: InferRequest, shm: SharedMemoryRegistry, timer: RequestTimer) -> InferResponse:
         """The middle of every front end's pipeline: a decoded request in, its response out.

@@ -14,7 +14,7 @@ import shlex
 import shutil
 import sys
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -208,6 +208,20 @@ class WorkerBackend(Backend):
         index = self._dispatch.acquire()
         try:
             return self._instances[index].infer(inputs)
+        finally:
+            self._dispatch.release(index)
+
+    def infer_stream(self, inputs: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+        """Run a call in a worker and yield each response as the worker sends it.
+
+        The worker asks the model for its next response when this iterator is advanced;
+        closing the iterator tells the worker to close the model's iterator. The instance
+        running the call takes no other call until then.
+        """
+        self._check_process()
+        index = self._dispatch.acquire()
+        try:
+            yield from self._instances[index].stream(inputs)
         finally:
             self._dispatch.release(index)
 

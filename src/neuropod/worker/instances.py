@@ -5,7 +5,7 @@ sends each call to the least busy one, so calls from several threads run in para
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -82,6 +82,25 @@ class Instance:
                 raise self._failed(exc) from None
             try:
                 return session.infer(inputs, self._timeout)
+            except (WorkerCrashed, InferenceTimeout) as exc:
+                raise self._failed(exc) from None
+
+    def stream(self, inputs: Mapping[str, np.ndarray]) -> Iterator[dict[str, Any]]:
+        """Run a call of ``infer_stream`` and yield its responses; the instance is busy until
+        the iterator ends or is closed (closing it stops the call in the worker).
+
+        Raises:
+            As ``infer``, while iterating.
+        """
+        with self._lock:
+            session = self._session if self._session is not None else self._restart()
+            try:
+                try:
+                    responses = session.stream(inputs, self._timeout)
+                except WorkerGone:
+                    self._session = None  # as in infer: nothing ran, a new worker takes the call
+                    responses = self._restart().stream(inputs, self._timeout)
+                yield from responses
             except (WorkerCrashed, InferenceTimeout) as exc:
                 raise self._failed(exc) from None
 

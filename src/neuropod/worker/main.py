@@ -17,7 +17,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,20 @@ from neuropod.spec.validation import TensorValidator
 from neuropod.worker.channel import SPIN_S, Channel, ChannelClosed, current_cpu
 from neuropod.worker.connection import connect
 from neuropod.worker.pool import BufferPool
-from neuropod.worker.protocol import ERROR, INFER, LOAD, OK, READY, RECEIVER, LoadSettings
+from neuropod.worker.protocol import (
+    CANCEL,
+    END,
+    ERROR,
+    INFER,
+    ITEM,
+    LOAD,
+    NEXT,
+    OK,
+    READY,
+    RECEIVER,
+    STREAM,
+    LoadSettings,
+)
 from neuropod.worker.remote_errors import describe
 from neuropod.worker.shm import SharedBuffer, data_offset
 from neuropod.worker.tensors import ARENA_SIZE, SMALL, decode, encode
@@ -153,6 +166,10 @@ class Worker:
             received = channel.spin(SPIN_S) if spin else None
             message, fds = received if received is not None else channel.recv()
             start = time.perf_counter()
+            if message[0] == STREAM:
+                self._stream(message, fds)
+                spin = False
+                continue
             try:
                 if message[0] != INFER:
                     _close_all(fds)
@@ -173,17 +190,65 @@ class Worker:
             self._update_blocks(new_blocks, fds, forget, release)
         inputs, self._input_blocks = decode(descriptors, self._find, keep=False)
         outputs = self.backend.infer(inputs)
+        del inputs
+        reply = self._encode(OK, outputs)
+        self._input_blocks = []
+        return reply
+
+    def _encode(self, kind: str, outputs: Any) -> tuple[tuple[Any, ...], list[SharedBuffer]]:
         if not isinstance(outputs, Mapping):
             self._outputs_check(outputs)  # raises the error the model object would raise
-        del inputs
         encoded, block = encode(outputs, self.arena, self.pool, self._locate)
-        self._input_blocks = []
         new: list[SharedBuffer] = []
         if block is not None and block.id not in self._sent:
             self._sent[block.id] = block
             new.append(block)
         forget = self._forgotten() if self.pool.evictions != self._evictions_seen else []
-        return (OK, encoded, [(b.id, b.size) for b in new], forget), new
+        return (kind, encoded, [(b.id, b.size) for b in new], forget), new
+
+    def _stream(self, message: tuple[Any, ...], fds: list[int]) -> None:
+        """Answer a STREAM call: one ITEM per response, each after the application's NEXT,
+        then END; ERROR if the model (or a message) fails, END at once after CANCEL."""
+        responses: Iterator[Any] | None = None
+        try:
+            _, descriptors, new_blocks, forget, release, _, _ = message
+            if new_blocks or forget or release:
+                self._update_blocks(new_blocks, fds, forget, release)
+            inputs, self._input_blocks = decode(descriptors, self._find, keep=False)
+            responses = iter(self.backend.infer_stream(inputs))
+            del inputs
+            while True:
+                start = time.perf_counter()
+                try:
+                    outputs = next(responses)
+                except StopIteration:
+                    break
+                reply, new = self._encode(ITEM, outputs)
+                del outputs
+                self.channel.send((*reply, time.perf_counter() - start, current_cpu()), [b.fd for b in new])
+                for block in new:
+                    block.close_fd()
+                asked, _ = self.channel.recv()  # NEXT and CANCEL carry no descriptors
+                if asked[0] == NEXT:
+                    self._update_blocks([], [], [], asked[1])
+                elif asked[0] == CANCEL:
+                    break
+                else:
+                    raise ValueError(f"unknown request {asked[0]!r} during a stream")
+            close, responses = getattr(responses, "close", None), None
+            if close is not None:
+                close()
+            reply = (END,)
+        except ChannelClosed:
+            raise
+        except Exception as exc:
+            reply = (ERROR, describe(exc))
+        finally:
+            self._input_blocks = []
+            if responses is not None:
+                with contextlib.suppress(Exception):
+                    getattr(responses, "close", lambda: None)()
+        self.channel.send(reply)
 
     def _update_blocks(
         self, new_blocks: list[tuple[int, int]], fds: list[int], forget: list[int], release: list[int]

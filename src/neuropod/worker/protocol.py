@@ -6,6 +6,13 @@ Every message is a tuple whose first item is its kind::
         (LOAD, settings, arena)                 pickled ``LoadSettings``; answered by READY or ERROR
         (INFER, tensors, new_blocks, forget, release, gap, cpu)
                                                 answered by OK or ERROR
+        (STREAM, tensors, new_blocks, forget, release, gap, cpu)
+                                                a call of ``infer_stream``: answered by ITEM,
+                                                END or ERROR
+        (NEXT, release)                         after an ITEM: answered by the next ITEM, END
+                                                or ERROR
+        (CANCEL,)                               after an ITEM: the worker closes the model's
+                                                iterator and answers END (or ERROR)
         closing the socket                      the worker closes its backend and exits
 
     worker -> application
@@ -13,7 +20,14 @@ Every message is a tuple whose first item is its kind::
                                                 (``connection``): proves it is the one started
         (READY, pid, arena)
         (OK, tensors, new_blocks, forget, busy, cpu)
+        (ITEM, tensors, new_blocks, forget, busy, cpu)
+                                                one response of a stream, laid out as OK
+        (END,)                                  the stream has no more responses
         (ERROR, error)                          see ``remote_errors.describe``
+
+A stream is pulled: the worker asks the model for its next response only after NEXT, once the
+application has read the last one out of the worker's arena (which the next one reuses). A
+stream ends with END or ERROR; until then the channel carries nothing else.
 
 ``arena`` is ``(id, size)`` of the sender's arena (see ``tensors``), whose descriptor comes
 with the message. ``tensors`` is a tuple of ``(name, dtype, shape, strides, owner, block,
@@ -48,6 +62,11 @@ READY = "ready"
 INFER = "infer"
 OK = "ok"
 ERROR = "error"
+STREAM = "stream"
+ITEM = "item"
+NEXT = "next"
+CANCEL = "cancel"
+END = "end"
 
 SENDER = 0
 RECEIVER = 1

@@ -13,7 +13,7 @@ import pickle
 import select
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,7 +23,19 @@ from neuropod.errors import WorkerGone as WorkerGone  # re-exported: its old hom
 from neuropod.worker.channel import SPIN_S, ChannelClosed, current_cpu
 from neuropod.worker.connection import start_worker
 from neuropod.worker.pool import BufferPool
-from neuropod.worker.protocol import ERROR, INFER, LOAD, READY, RECEIVER, SENDER, LoadSettings
+from neuropod.worker.protocol import (
+    CANCEL,
+    END,
+    ERROR,
+    INFER,
+    LOAD,
+    NEXT,
+    READY,
+    RECEIVER,
+    SENDER,
+    STREAM,
+    LoadSettings,
+)
 from neuropod.worker.remote_errors import rebuild
 from neuropod.worker.shm import SharedBuffer, buffer_of, data_offset
 from neuropod.worker.tensors import ARENA_SIZE, decode, encode
@@ -120,6 +132,64 @@ class WorkerSession:
             InferenceTimeout: no answer within ``timeout`` seconds; the worker was killed.
             Exception: what the model raised in the worker (same type and message).
         """
+        scratch = self._send_call(INFER, inputs)
+        try:
+            reply, fds = self._reply(timeout)
+            return self._outputs(reply, fds)
+        finally:
+            if scratch is not None:
+                self._pool.release(scratch)
+
+    def stream(self, inputs: Mapping[str, np.ndarray], timeout: float | None) -> Iterator[dict[str, Any]]:
+        """Start a call of ``infer_stream`` in the worker; iterate to get its responses.
+
+        The call is sent now; the iterator must then be run to its end or closed before the
+        session takes another call (closing it tells the worker to stop the model's iterator).
+        ``timeout`` bounds the wait for each response.
+
+        Raises:
+            WorkerGone: the worker had died before the call (nothing ran).
+            WorkerCrashed, InferenceTimeout, Exception: while iterating, as ``infer``.
+        """
+        scratch = self._send_call(STREAM, inputs)
+        return self._responses(scratch, timeout)
+
+    def _responses(self, scratch: SharedBuffer | None, timeout: float | None) -> Iterator[dict[str, Any]]:
+        try:
+            while True:
+                reply, fds = self._reply(timeout)
+                if reply[0] == END:
+                    return
+                outputs = self._outputs(reply, fds)
+                try:
+                    yield outputs
+                except GeneratorExit:
+                    self._cancel(timeout)
+                    raise
+                del outputs
+                try:
+                    self._channel.send((NEXT, self._released()))
+                except ChannelClosed:
+                    raise self._crashed("during a call") from None
+        finally:
+            # The worker's model may view the inputs until its stream ends.
+            if scratch is not None:
+                self._pool.release(scratch)
+
+    def _cancel(self, timeout: float | None) -> None:
+        try:
+            self._channel.send((CANCEL,))
+            reply, fds = self._receive(timeout)
+        except BaseException:
+            self.kill()  # a worker that does not stop in time is out of step: end it
+            return
+        self._close_fds(fds)
+        if reply[0] not in (END, ERROR):
+            self.kill()
+
+    def _send_call(self, kind: str, inputs: Mapping[str, np.ndarray]) -> SharedBuffer | None:
+        """Send a call's inputs; returns the block holding its larger ones, which the caller
+        releases once the worker is done with them."""
         located = self._located
         located.clear()
         descriptors, scratch = encode(inputs, self._arena, self._pool, self._locate)
@@ -129,31 +199,35 @@ class WorkerSession:
             new = [] if not located else [b for b in dict.fromkeys(located) if b.id not in self._known]
             gap = time.perf_counter() - self._last_reply
             blocks = [(b.id, b.size) for b in new]
-            request = (INFER, descriptors, blocks, self._forgotten(), self._released(), gap, current_cpu())
+            request = (kind, descriptors, blocks, self._forgotten(), self._released(), gap, current_cpu())
             try:
                 self._channel.send(request, [block.fd for block in new])
             except ChannelClosed:
                 raise WorkerGone(str(self._crashed("before the call"))) from None
-            try:
-                for block in new:
-                    self._known[block.id] = block
-                reply, fds = self._receive(timeout)
-            except ChannelClosed:
-                raise self._crashed("during a call") from None
-            except TimeoutError:
-                pid = self.process.pid
-                self.kill()
-                raise InferenceTimeout(
-                    f"Model '{self.model}' did not answer within {timeout:g} s; its worker process "
-                    f"(pid {pid}) was killed"
-                ) from None
-            except BaseException:
-                self.kill()  # a call cut short leaves the channel out of step: end the worker
-                raise
-            return self._outputs(reply, fds)
-        finally:
+            for block in new:
+                self._known[block.id] = block
+        except BaseException:
             if scratch is not None:
                 self._pool.release(scratch)
+            raise
+        return scratch
+
+    def _reply(self, timeout: float | None) -> tuple[Any, list[int]]:
+        """The worker's answer to a call, or the failure that took its place."""
+        try:
+            return self._receive(timeout)
+        except ChannelClosed:
+            raise self._crashed("during a call") from None
+        except TimeoutError:
+            pid = self.process.pid
+            self.kill()
+            raise InferenceTimeout(
+                f"Model '{self.model}' did not answer within {timeout:g} s; its worker process "
+                f"(pid {pid}) was killed"
+            ) from None
+        except BaseException:
+            self.kill()  # a call cut short leaves the channel out of step: end the worker
+            raise
 
     def _outputs(self, reply: tuple[Any, ...], fds: list[int]) -> dict[str, Any]:
         if reply[0] == ERROR:

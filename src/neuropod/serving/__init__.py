@@ -7,13 +7,16 @@
     │   ├── ModelRepository   repository.py the models: explicit packages + a repository folder
     │   │   └── ServedModel   served_model.py  a loaded model: metadata, threads, stats
     │   │       ├── options.py, config_override.py, metadata.py, stats.py
+    │   │       ├── SequenceScheduler  sequences.py  stateful models (sequence_batching.py: config)
     │   │       └── load_parameters.py  a load's config override and uploaded files
     │   └── SharedMemoryRegistry  shm.py    registered system shared-memory regions
     ├── HttpApp            http_app.py      ASGI routes (uvicorn), http_infer.py the infer call
-    │   └── http_guard.py  connection limits: header/body timeouts, connection cap
-    │   └── compression.py gzip / deflate bodies
+    │   ├── http_guard.py  connection limits: header/body timeouts, connection cap
+    │   ├── compression.py gzip / deflate bodies
     │   └── metrics.py     Prometheus /metrics
-    └── InferenceServicer  grpc_service.py  inference.GRPCInferenceService (grpc.aio)
+    └── InferenceServicer  grpc_service.py  inference.GRPCInferenceService
+        ├── grpc_stream.py   ModelStreamInfer: streams, decoupled models
+        └── on grpc_fronts.py's choice: NativeGrpcServer (grpc_native.py, pygrpc-native) or grpcio
 
 Errors and their status codes: ``neuropod.serving.errors``. The wire formats shared with the
 remote backend: ``neuropod.protocol``.

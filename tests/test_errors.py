@@ -27,7 +27,7 @@ def _exception_names(module: object) -> set[str]:
 
 BUILTIN_EXCEPTIONS = _exception_names(builtins)
 #: Always caught where they are raised, never seen by a user: in the tree, not in ``__all__``.
-INTERNAL = ["ChannelClosed", "UvFailed"]
+INTERNAL = ["ChannelClosed", "ClientGone", "RpcAborted", "UvFailed"]
 
 
 def _exception_classes_outside_errors() -> list[str]:
@@ -108,7 +108,7 @@ def test_errors_keep_the_builtin_they_derived_from(name, builtin):
 def test_only_the_internal_and_chained_errors_stand_outside_the_neuropod_error_root():
     names = _exception_names(errors)
     outside = sorted(name for name in names if not issubclass(getattr(errors, name), errors.NeuropodError))
-    assert outside == ["ChannelClosed", "RemoteTraceback", "UvFailed"]
+    assert outside == ["ChannelClosed", "ClientGone", "RemoteTraceback", "RpcAborted", "UvFailed"]
 
 
 def test_serving_errors_answer_their_status():

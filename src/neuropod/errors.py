@@ -40,19 +40,23 @@
     RemoteTraceback (Exception)              the ``__cause__`` of a worker's error: its traceback text
     ChannelClosed (Exception)                internal: the other end of a worker's channel is gone
     UvFailed (Exception)                     internal: uv exited with an error (becomes an error above)
+    ClientGone (Exception)                   internal: an HTTP client left before its request was complete
+    RpcAborted (Exception)                   internal: a gRPC handler ended its call with a status
 
 Every class derives from the builtin that code written for the original Neuropod catches, so
 ``except ValueError`` keeps working. Framework exceptions are translated at the backend boundary
-and kept as ``__cause__``. The last three stand outside ``NeuropodError`` on purpose: a
-``RemoteTraceback`` is never raised, only chained, and the internal two are always caught and
+and kept as ``__cause__``. The last five stand outside ``NeuropodError`` on purpose: a
+``RemoteTraceback`` is never raised, only chained, and the internal four are always caught and
 translated where they are raised (under ``NeuropodError``, a model would let them through
-untranslated); those two are left out of ``__all__``.
+untranslated); those four are left out of ``__all__``.
 
 The classes are defined here, and only here; the modules that raised them before (e.g.
 ``neuropod.serving.errors``) import them from here, so both paths name the same class.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 __all__ = [
     "BackendUnavailable",
@@ -308,3 +312,21 @@ class UvFailed(Exception):
         super().__init__(reason)
         self.reason = reason
         self.returncode = returncode
+
+
+class ClientGone(Exception):
+    """The HTTP connection closed (or was timed out) before the request's body was complete."""
+
+
+class RpcAborted(Exception):
+    """A gRPC handler ended its call with a status, as grpc's ``context.abort`` does.
+
+    Args:
+        code: the status code.
+        details: the message.
+    """
+
+    def __init__(self, code: Any, details: str):
+        super().__init__(details)
+        self.code = code
+        self.details = details

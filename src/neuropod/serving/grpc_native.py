@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 
 import grpc
 
+from neuropod.errors import RpcAborted
 from neuropod.protocol.grpc import service_pb2, service_pb2_grpc
 from neuropod.serving.core import ServerCore
 from neuropod.serving.grpc_service import (
@@ -51,13 +52,6 @@ class _Metadatum(NamedTuple):
     value: str | bytes
 
 
-class _Aborted(Exception):
-    def __init__(self, code: grpc.StatusCode, details: str):
-        super().__init__(details)
-        self.code = code
-        self.details = details
-
-
 class _Context:
     """What the servicer's methods use of grpc's ``ServicerContext``."""
 
@@ -70,7 +64,7 @@ class _Context:
         return tuple(_Metadatum(key, value) for key, value in self._metadata)
 
     def abort(self, code: grpc.StatusCode, details: str) -> None:
-        raise _Aborted(code, details)
+        raise RpcAborted(code, details)
 
 
 class _Method(NamedTuple):
@@ -177,7 +171,7 @@ class NativeGrpcServer:
                 return
             try:
                 response = method.handler(request, _Context(metadata))
-            except _Aborted as aborted:
+            except RpcAborted as aborted:
                 front.fail(call_id, aborted.code.value[0], aborted.details)
                 return
             except Exception as exc:  # the servicer turns its errors into aborts; this is a bug

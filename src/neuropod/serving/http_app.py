@@ -15,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from neuropod.errors import NeuropodError
+from neuropod.errors import ClientGone, NeuropodError
 from neuropod.protocol import json_codec
 from neuropod.protocol.binary import parse_header_length
 from neuropod.protocol.keys import HEADER_LENGTH
@@ -80,10 +80,6 @@ class Request:
 Response = tuple[int, Headers, Sequence[bytes | memoryview]]
 
 
-class _ClientGone(Exception):
-    """The connection closed before the request's body was complete."""
-
-
 class HttpApp:
     """The ASGI application of one server.
 
@@ -104,7 +100,7 @@ class HttpApp:
         try:
             request = await self._read(scope, receive)
             status, headers, parts = await self._route(request)
-        except _ClientGone:
+        except ClientGone:
             return  # no one to answer
         except Exception as exc:
             status, _ = classify(exc)
@@ -156,7 +152,7 @@ class HttpApp:
                 chunks.append(chunk)
             if not message.get("more_body", False):
                 if message["type"] != "http.request":
-                    raise _ClientGone  # closed, or timed out by the connection guard
+                    raise ClientGone  # closed, or timed out by the connection guard
                 break
         request.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         return request

@@ -13,11 +13,13 @@ from collections.abc import Iterator
 from hypothesis import settings
 from hypothesis import strategies as st
 
-#: Any JSON value, NaN and infinities included (Python's ``json`` and Triton's clients write them).
+#: Any JSON value, NaN and infinities included (Python's ``json`` and Triton's clients write them),
+#: and strings with lone surrogates (``json.dumps`` writes them as ``\\ud800`` escapes).
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(st.characters(), max_size=20),
     lambda children: (
-        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5)
+        st.lists(children, max_size=5)
+        | st.dictionaries(st.text(st.characters(), max_size=10), children, max_size=5)
     ),
     max_leaves=20,
 )

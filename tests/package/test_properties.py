@@ -227,6 +227,7 @@ def write_archive(path: Path, entries: list[tuple[str, int, bytes]]) -> None:
 @settings(max_examples=examples(0.5))
 @example(entries=[("a", LINK, b"."), ("a/b", LINK, b".."), ("a/b/c", REGULAR, b"x")])
 @example(entries=[("", REGULAR, b"")])  # an empty name: zipfile's is_dir() raised IndexError
+@example(entries=[("0", LINK, b"\x00")])  # a NUL in a link's target: pathlib raised ValueError
 def test_an_archive_extracts_inside_its_folder_or_is_refused(
     private_tmp: Path, zips: Path, entries: list[tuple[str, int, bytes]]
 ) -> None:
@@ -261,9 +262,14 @@ def _remove(folder: Path) -> None:
 @given(content=st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v).encode()))
 @example(content=b"[" * 100_000)
 @example(content=b"1" * 5000)
+@example(content=b'{"name": "\\ud800"}')  # a lone surrogate: `neuropod inspect` crashed printing it
 def test_json_bytes_parse_or_are_refused(content: bytes) -> None:
-    with contextlib.suppress(PackageError):
-        parse_json(content, "The model config", "config.json")
+    try:
+        value = parse_json(content, "The model config", "config.json")
+    except PackageError as exc:
+        str(exc).encode("utf-8")  # a message the CLI can print
+        return
+    json.dumps(value, ensure_ascii=False).encode("utf-8")  # text, that messages naming it can hold
 
 
 spec_entries = st.fixed_dictionaries(

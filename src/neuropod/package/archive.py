@@ -154,6 +154,10 @@ def extract_zip(archive: Path, dest: Path, limits: ExtractionLimits | None = Non
                             f"{archive}: entry '{info.filename}' is a link longer than "
                             f"{_MAX_LINK} bytes"
                         )
+                    if "\0" in link:  # no path holds one (pathlib raises ValueError on it)
+                        raise UnsafeArchiveError(
+                            f"{archive}: entry '{info.filename}' is a link whose target holds a NUL byte"
+                        )
                     if os.path.isabs(link) or not _inside(archive, target.parent / link, root):
                         raise UnsafeArchiveError(
                             f"{archive}: entry '{info.filename}' is a link to '{link}', "

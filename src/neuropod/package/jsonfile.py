@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from neuropod.errors import PackageError
+from neuropod.protocol.json_codec import check_text
 
 
 def dump_json(obj: Any, path: Path, *, indent: int | None = 4, sort_keys: bool = True) -> None:
@@ -59,11 +60,14 @@ def parse_json(data: bytes, what: str, where: Path | str) -> Any:
 
     Raises:
         PackageError: the bytes are not UTF-8, not JSON, nest deeper than Python's recursion
-            limit, or hold an integer too long to convert.
+            limit, hold an integer too long to convert, or escape a lone surrogate (which no
+            message naming it could print).
     """
     try:
-        return json.loads(data.decode("utf-8"))
+        value = json.loads(data.decode("utf-8"))
+        check_text(data, value)
+        return value
     except RecursionError:
         raise PackageError(f"{what} at {where} nests too deeply to be read as JSON") from None
-    except ValueError as exc:  # syntax, UTF-8, and integers past sys.get_int_max_str_digits()
+    except ValueError as exc:  # syntax, UTF-8, surrogates, integers past sys.get_int_max_str_digits()
         raise PackageError(f"{what} at {where} is not valid JSON: {exc}") from exc

@@ -10,14 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from neuropod.errors import SpecError, ValidationError
 from neuropod.spec import DTYPES, TensorSpec, TensorValidator, parse_specs
 from neuropod.spec.dtypes import canonical_dtype
-from tests.properties import json_values
+from neuropod.spec.elements import STRING_ARRAY_SLACK, STRING_EXPANSION, as_text
+from tests.properties import bounded_allocation, examples, json_values
 
 dtype_names = st.sampled_from(
     [*DTYPES, "double", "float", "int", "str", "unicode", "object", "bytes", "complex64", "M8", "m8[s]", "V8"]
@@ -130,7 +131,10 @@ def values(draw: st.DrawFn) -> Any:
     if kind == "scalar":
         return draw(st.sampled_from([np.float32(1), np.int64(2), np.str_("a")]))
     if kind == "strings":
-        return np.array(draw(st.lists(st.text(max_size=2), max_size=3)), dtype=object)
+        items = draw(st.lists(st.text(max_size=2), max_size=3) | st.lists(st.binary(max_size=2), max_size=3))
+        array = np.empty(len(items), dtype=object)
+        array[:] = items
+        return array
     return draw(json_values)
 
 
@@ -148,11 +152,12 @@ def expected_to_pass(specs: list[TensorSpec], tensors: dict[Any, Any], require_a
         value = tensors[spec.name]
         if not isinstance(value, np.ndarray):
             return False
-        if spec.dtype == "string":
-            is_text = value.dtype.kind == "U" or (
-                value.dtype.kind == "O" and all(isinstance(item, str) for item in value.flat)
+        if spec.dtype in ("string", "bytes"):
+            kind, cls = ("U", str) if spec.dtype == "string" else ("S", bytes)
+            fits = value.dtype.kind == kind or (
+                value.dtype.kind == "O" and all(isinstance(item, cls) for item in value.flat)
             )
-            if not is_text:
+            if not fits:
                 return False
         elif value.dtype != np.dtype(spec.dtype):
             return False
@@ -191,3 +196,37 @@ def test_validating_what_is_not_a_dict_is_refused(specs: list[TensorSpec], tenso
     except ValidationError:
         return
     assert isinstance(tensors, dict) and not tensors
+
+
+# --- string tensors from the wire -----------------------------------------------------------------
+
+
+@st.composite
+def skewed_elements(draw: st.DrawFn) -> list[bytes]:
+    """Many short elements and a long one: a numpy str array is as wide as the longest for all."""
+    short = draw(st.lists(st.text(max_size=4).map(str.encode), max_size=20))
+    long = draw(st.integers(0, 200_000))
+    padding = draw(st.integers(0, 20_000))
+    return [*short, b"y" * long, *[b""] * padding]
+
+
+@settings(max_examples=examples(0.25))
+@given(items=st.lists(st.binary(max_size=6), max_size=20) | skewed_elements())
+@example(items=[b"y" * 100_000, *[b""] * 10_000])  # 4 GB as a str array, from 140 kB sent
+def test_sent_text_becomes_a_str_array_or_is_refused_for_its_width(items: list[bytes]) -> None:
+    array = np.empty(len(items), dtype=object)
+    array[:] = items
+    with bounded_allocation(sum(map(len, items)) + 4 * len(items)):
+        try:
+            text = as_text(array, "s", sent=True)
+        except ValidationError as exc:
+            message = str(exc)
+            if "as wide as the longest" not in message:
+                assert "is not UTF-8 text" in message
+                return
+            width = len(items) * max(map(len, items))
+            assert width * 4 > STRING_ARRAY_SLACK
+            assert width > STRING_EXPANSION * (sum(map(len, items)) + len(items))
+            return
+    # numpy str arrays drop trailing NULs: a limit of string tensors (bytes tensors keep them)
+    assert text.dtype.kind == "U" and text.tolist() == [item.decode("utf-8").rstrip("\x00") for item in items]

@@ -8,11 +8,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.models import ADDITION_SPEC, build_addition
 
 # Keep framework start-up quiet and deterministic in every test process.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+# Property-based tests (tests/*/test_properties.py): a bounded run by default, so that the whole
+# suite stays fast; HYPOTHESIS_PROFILE=thorough runs 25 times as many examples to hunt bugs
+# (with --timeout 0: so many outlive the 300 s limit per test).
+# No deadline: the machine running the suite may be loaded, and a slow example is not a bug.
+# Tests that set a fixed max_examples keep it in either profile (tests.properties.examples scales).
+_HYPOTHESIS_SETTINGS: dict[str, Any] = {
+    "deadline": None,
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
+    "print_blob": True,
+}
+settings.register_profile("neuropod", max_examples=200, **_HYPOTHESIS_SETTINGS)
+settings.register_profile("thorough", max_examples=5000, **_HYPOTHESIS_SETTINGS)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "neuropod"))
 
 
 @pytest.fixture(scope="session")

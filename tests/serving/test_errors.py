@@ -250,6 +250,14 @@ def test_out_of_process_crash_is_500_and_the_model_recovers(tmp_path):
         assert request(port, "GET", "/v2/health/ready")[0] == 200
 
 
+def test_an_error_naming_a_lone_surrogate_is_still_answered(port):
+    # json.loads reads the escape into a str that orjson cannot write: the error is written by
+    # the standard library, escaped as it came (found by tests/protocol/test_properties.py).
+    body = b'{"inputs": [{"name": "\\ud800", "datatype": "FP32", "shape": [1]}]}'
+    status, message = infer(port, body)
+    assert status == 400 and message == "Tensor '\ud800' has no 'data' (nor parameter binary_data_size)"
+
+
 def test_json_numbers_out_of_range(port):
     status, message = infer(port, adder_request(data=[1, 1e39]))
     assert status == 400 and "Tensor 'x'" in message and "FP32" in message

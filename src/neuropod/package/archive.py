@@ -131,7 +131,7 @@ def extract_zip(archive: Path, dest: Path, limits: ExtractionLimits | None = Non
     limits = limits or ExtractionLimits.from_env()
     try:
         zf = zipfile.ZipFile(archive)
-    except zipfile.BadZipFile as exc:
+    except CORRUPT_ENTRY_ERRORS as exc:  # e.g. NotImplementedError for a newer zip version
         raise PackageError(f"{archive} is not a valid zip file: {exc}") from exc
     with zf:
         infos = zf.infolist()
@@ -153,6 +153,10 @@ def extract_zip(archive: Path, dest: Path, limits: ExtractionLimits | None = Non
                         raise UnsafeArchiveError(
                             f"{archive}: entry '{info.filename}' is a link longer than "
                             f"{_MAX_LINK} bytes"
+                        )
+                    if "\0" in link:  # no path holds one (pathlib raises ValueError on it)
+                        raise UnsafeArchiveError(
+                            f"{archive}: entry '{info.filename}' is a link whose target holds a NUL byte"
                         )
                     if os.path.isabs(link) or not _inside(archive, target.parent / link, root):
                         raise UnsafeArchiveError(
@@ -205,10 +209,12 @@ def check_entry(archive: Path, info: zipfile.ZipInfo) -> None:
     """Refuse an entry whose name alone would place it outside the package.
 
     Raises:
-        UnsafeArchiveError: the name is absolute (also drive-letter or backslash-rooted) or has
-            a ``..`` component.
+        UnsafeArchiveError: the name is empty or absolute (also drive-letter or backslash-rooted)
+            or has a ``..`` component.
     """
     name = info.filename
+    if not name:  # it would be the package's folder itself (and zipfile's is_dir fails on it)
+        raise UnsafeArchiveError(f"{archive}: an entry has an empty name")
     posix = PurePosixPath(name.replace("\\", "/"))
     if posix.is_absolute() or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
         raise UnsafeArchiveError(f"{archive}: entry '{name}' has an absolute path")

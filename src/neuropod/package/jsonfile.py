@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +60,29 @@ def parse_json(data: bytes, what: str, where: Path | str) -> Any:
 
     Raises:
         PackageError: the bytes are not UTF-8, not JSON, nest deeper than Python's recursion
-            limit, or hold an integer too long to convert.
+            limit, hold an integer too long to convert, or escape a lone surrogate (which no
+            message naming it could print).
     """
     try:
-        return json.loads(data.decode("utf-8"))
+        value = json.loads(data.decode("utf-8"))
+        _check_text(data, value)
+        return value
     except RecursionError:
         raise PackageError(f"{what} at {where} nests too deeply to be read as JSON") from None
-    except ValueError as exc:  # syntax, UTF-8, and integers past sys.get_int_max_str_digits()
+    except ValueError as exc:  # syntax, UTF-8, surrogates, integers past sys.get_int_max_str_digits()
         raise PackageError(f"{what} at {where} is not valid JSON: {exc}") from exc
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _check_text(data: bytes, value: Any) -> None:
+    # A "\ud800"-style escape may name half of a UTF-16 surrogate pair alone: json reads it into
+    # a str that cannot be encoded as UTF-8, so no message naming it (a model's name...) could be
+    # printed. Only a document with such an escape is looked at again.
+    if _SURROGATE_ESCAPE.search(data) is None:
+        return
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("it escapes a lone UTF-16 surrogate (\\ud800 to \\udfff), not text") from None

@@ -97,7 +97,7 @@ def read_zipped(path: Path, limits: ExtractionLimits | None = None) -> ZippedPac
 def _open(path: Path) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except CORRUPT_ENTRY_ERRORS as exc:  # e.g. NotImplementedError for a newer zip version
         raise PackageError(f"{path} is not a valid zip file: {exc}") from exc
 
 

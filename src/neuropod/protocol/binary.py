@@ -216,9 +216,12 @@ def parse_header_length(value: str | bytes | None) -> int | None:
     if value is None:
         return None
     text = value.decode("latin-1") if isinstance(value, bytes) else value
-    if not text.strip().isdigit():
+    digits = text.strip()
+    # ASCII only: str.isdigit also takes '²' (which int() refuses) and other scripts' digits. And
+    # few enough for int(), which refuses over 4300 digits: no body has 10**20 bytes.
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 20:
         raise ProtocolError(f"{HEADER_LENGTH} must be a non-negative integer, got {text!r}")
-    return int(text)
+    return int(digits)
 
 
 class BinaryReader:

@@ -51,6 +51,12 @@ def dumps(value: Any, allow_nan: bool = False) -> bytes:
         TypeError: the value holds something JSON cannot represent.
     """
     if orjson is not None and not allow_nan:
-        encoded: bytes = orjson.dumps(value)
-        return encoded
+        try:
+            encoded: bytes = orjson.dumps(value)
+            return encoded
+        except TypeError:
+            # Perhaps a str holding a lone surrogate, as the standard library reads a JSON
+            # escape such as "\ud800" (a tensor's name, in the error naming it): orjson refuses
+            # it, the standard library writes it escaped again. Else it raises the same.
+            pass
     return json.dumps(value, separators=(",", ":")).encode()

@@ -20,6 +20,7 @@ Triton does): JSON carries text only, so bytes that are not UTF-8 travel as bina
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -113,6 +114,11 @@ def tensor_from_json(data: object, datatype: str, shape: Sequence[int], *, name:
     dtype = datatype_to_numpy(datatype)
     if not isinstance(data, list):
         raise ProtocolError(f"Tensor '{name}': data must be a JSON array, got {_json_kind(data)}")
+    if dtype is not None and _holds_strings(data):
+        raise ProtocolError(
+            f"Tensor '{name}': {datatype} data must hold {_expected(dtype)}, but holds strings or "
+            f"other values"
+        )
     try:
         parsed = np.array(data, dtype=object if dtype is None else None)
     except ValueError:
@@ -151,13 +157,28 @@ def tensor_from_json(data: object, datatype: str, shape: Sequence[int], *, name:
             )
     elif dtype.kind == "f" and dtype.itemsize < 8:
         limit = float(np.finfo(dtype).max)
-        biggest = np.abs(parsed).max()
-        if biggest > limit:  # the cast would make it infinite
-            raise ProtocolError(
-                f"Tensor '{name}': {datatype} data must lie in [{-limit:g}, {limit:g}], "
-                f"but holds {parsed.reshape(-1)[np.abs(parsed).argmax()]:g}"
-            )
+        if not np.abs(parsed).max() <= limit:  # too large, or NaN or infinity sent as such
+            finite = parsed[np.isfinite(parsed)]
+            if finite.size and np.abs(finite).max() > limit:  # the cast would make it infinite
+                raise ProtocolError(
+                    f"Tensor '{name}': {datatype} data must lie in [{-limit:g}, {limit:g}], "
+                    f"but holds {finite[np.abs(finite).argmax()]:g}"
+                )
     return parsed.astype(dtype, copy=False).reshape(shape)
+
+
+def _holds_strings(data: list[Any]) -> bool:
+    # numpy makes data holding a string a str array whose every element is as wide as the
+    # longest string: one long string among many numbers would take far more than was sent.
+    level = data
+    while level:
+        kinds = set(map(type, level))
+        if str in kinds:
+            return True
+        if list not in kinds:
+            return False
+        level = list(itertools.chain.from_iterable(item for item in level if type(item) is list))
+    return False
 
 
 def _exact_integers(data: list[Any], dtype: np.dtype, datatype: str, name: str) -> np.ndarray:

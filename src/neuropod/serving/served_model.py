@@ -129,7 +129,7 @@ class ServedModel:
         self._closed = False
         self._model_closed = False
         self._input_check = TensorValidator(model.input_specs, "input", require_all=True)
-        self._conform_inputs = BytesConformer(inputs)
+        self._conform_inputs = BytesConformer(inputs, sent=True)
 
     async def infer(self, inputs: Mapping[str, np.ndarray]) -> Result:
         """Run the model in a thread of its pool (see ``call``).

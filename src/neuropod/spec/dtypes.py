@@ -59,7 +59,7 @@ def canonical_dtype(dtype: Any) -> str:
         raise SpecError(f"None is not a data type; expected one of: {', '.join(DTYPES)}")
     try:
         np_dtype = np.dtype(dtype)
-    except TypeError:
+    except Exception:  # numpy's parser raises TypeError, ValueError ({"": ""}), even SyntaxError (",")
         raise SpecError(f"{dtype!r} is not a data type; expected one of: {', '.join(DTYPES)}") from None
     variable = _KINDS.get(np_dtype.kind)
     if variable is not None:

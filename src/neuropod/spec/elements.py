@@ -31,20 +31,23 @@ from neuropod.spec.dtypes import STRING, VARIABLE_LENGTH
 from neuropod.spec.tensor_spec import TensorSpec
 
 
-def as_text(array: np.ndarray, name: str, where: str = "input") -> np.ndarray:
+def as_text(array: np.ndarray, name: str, where: str = "input", *, sent: bool = False) -> np.ndarray:
     """A ``string`` tensor's elements as a numpy ``str`` array.
 
     Args:
         array: an object array of ``bytes`` (or ``str``), or a numpy ``S`` / ``U`` array.
         name: the tensor's name, for messages.
         where: ``"input"`` or ``"output"``, for messages.
+        sent: the elements came over the wire (a server's request): refuse a ``str`` array far
+            larger than their text (see ``STRING_EXPANSION``).
 
     Returns:
         The ``str`` array; ``array`` itself when it is one, or when an element is neither
         ``bytes`` nor ``str`` (for the spec check to refuse).
 
     Raises:
-        ValidationError: an element is not UTF-8.
+        ValidationError: an element is not UTF-8, or (``sent``) the ``str`` array would be far
+            larger than the text.
     """
     if array.dtype.kind == "U":
         return array
@@ -61,7 +64,30 @@ def as_text(array: np.ndarray, name: str, where: str = "input") -> np.ndarray:
                 ) from None
         elif not isinstance(item, str):
             return array
+    if sent:
+        _check_width(items, name)
     return np.array(items, dtype=str).reshape(array.shape)
+
+
+#: A numpy ``str`` array is fixed-width: 4 bytes per character of its longest element, for every
+#: element. One long element among many short ones makes it far larger than the text (a 4 MB
+#: request could ask for terabytes), so ``as_text`` refuses an array over ``STRING_ARRAY_SLACK``
+#: bytes that holds more than ``STRING_EXPANSION`` times the characters given.
+STRING_EXPANSION = 16
+STRING_ARRAY_SLACK = 16 << 20
+
+
+def _check_width(items: list[str], name: str) -> None:
+    count = len(items)
+    longest = max(map(len, items), default=0)
+    width = count * longest
+    if width * 4 > STRING_ARRAY_SLACK and width > STRING_EXPANSION * (sum(map(len, items)) + count):
+        raise ValidationError(
+            f"Tensor '{name}': its {count} elements would take {width * 4} bytes as a numpy str "
+            f"array, where each element is as wide as the longest ({longest} characters): over "
+            f"{STRING_EXPANSION} times their text. Send elements of more even lengths, fewer per "
+            f"request, or declare the tensor as bytes"
+        )
 
 
 def as_bytes(array: np.ndarray) -> np.ndarray:
@@ -90,18 +116,21 @@ class BytesConformer:
     Args:
         specs: the tensors' specs; only ``string`` and ``bytes`` ones matter.
         where: ``"input"`` or ``"output"``, for messages.
+        sent: the tensors come from a request a server received (see ``as_text``).
     """
 
-    def __init__(self, specs: Iterable[TensorSpec], where: str = "input"):
+    def __init__(self, specs: Iterable[TensorSpec], where: str = "input", *, sent: bool = False):
         self._types = {spec.name: spec.dtype for spec in specs if spec.dtype in VARIABLE_LENGTH}
         self._where = where
+        self._sent = sent
 
     def __call__(self, tensors: Mapping[str, Any]) -> Any:
         """``tensors`` with each ``string`` / ``bytes`` tensor conformed; the same mapping when
         there are none.
 
         Raises:
-            ValidationError: a ``string`` tensor's element is not UTF-8.
+            ValidationError: a ``string`` tensor's element is not UTF-8, or (``sent``) its
+                ``str`` array would be far larger than its text.
         """
         if not self._types:
             return tensors
@@ -110,7 +139,10 @@ class BytesConformer:
             array = out.get(name)
             if not isinstance(array, np.ndarray) or array.dtype.kind not in "OSU":
                 continue
-            out[name] = as_text(array, name, self._where) if dtype == STRING else as_bytes(array)
+            if dtype == STRING:
+                out[name] = as_text(array, name, self._where, sent=self._sent)
+            else:
+                out[name] = as_bytes(array)
         return out
 
 

@@ -77,7 +77,7 @@ class NeuropodDeployment(ModelActor):
         )
         self._datatypes = {s.name: spec_dtype_to_datatype(s.dtype) for s in self.model.output_specs}
         self._check_inputs = TensorValidator(self.model.input_specs, "input")
-        self._conform_inputs = BytesConformer(self.model.input_specs)
+        self._conform_inputs = BytesConformer(self.model.input_specs, sent=True)
         self._mergeable = _mergeable(self.model)
         # @serve.batch's settings are fixed at decoration; these methods are how to change them.
         self._infer_batch.set_max_batch_size(max_batch_size)  # type: ignore[attr-defined]

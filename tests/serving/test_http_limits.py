@@ -71,15 +71,15 @@ def serve(models: Path, *args: str, open_files: tuple[int, int] | None = None) -
     """``neuropod serve`` of the adder on free ports, with ``open_files`` as its
     ``RLIMIT_NOFILE`` (soft, hard) if given."""
 
-    def limit() -> None:
-        if open_files is not None:
-            resource.setrlimit(resource.RLIMIT_NOFILE, open_files)
-
-    process = subprocess.Popen(
-        [sys.executable, "-m", "neuropod.cli", "serve", str(models), "--http-port", "0",
-         "--grpc-port", "0", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=limit,
-    )  # fmt: skip
+    command = [sys.executable, "-m", "neuropod.cli", "serve", str(models), "--http-port", "0",
+               "--grpc-port", "0", *args]  # fmt: skip
+    if open_files is not None:
+        # Set in a small launcher that then becomes the server: a preexec_fn would fork this
+        # process, which other tests of the suite have made multithreaded (JAX warns then).
+        launcher = "import os, resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, ({}, {})); " \
+            "os.execv(sys.executable, sys.argv[1:])".format(*open_files)  # fmt: skip
+        command = [sys.executable, "-c", launcher, *command]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
         ports = {}

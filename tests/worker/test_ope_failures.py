@@ -177,13 +177,14 @@ def test_crash_cycles_and_close_leave_nothing_behind(behaviour_path):
     gc.collect()
     shm_before, fds_before, maps_before = set(os.listdir("/dev/shm")), open_fds(), shared_mappings()
     children_before = set(children())  # other tests' servers, if any
-    assert not maps_before
+    # Mappings other tests' models still hold (their outputs outlive them) are theirs: what
+    # counts is that these cycles add none.
     for _ in range(2):
         cycle()
     gc.collect()
     assert set(os.listdir("/dev/shm")) == shm_before
     assert open_fds() == fds_before
-    assert shared_mappings() == []
+    assert shared_mappings() == maps_before
     assert set(children()) <= children_before  # every worker reaped: no zombies, nothing running
 
 

@@ -389,8 +389,16 @@ def container(tmp_path: Path, probe_package: Path) -> Callable[[Path], list[str]
     if not base.is_dir():
         pytest.skip("needs /mnt to mount on")
 
+    # What the worker runs from, where it lies under /tmp (a checkout there): a container
+    # image would hold it.
+    import neuropod
+
+    runtime = [Path(sys.prefix), Path(sys.base_prefix), Path(neuropod.__file__).parents[1]]
+    runtime = [p.resolve() for p in runtime if p.resolve().is_relative_to("/tmp")]
+    runtime = [p for p in dict.fromkeys(runtime) if not any(p != q and p.is_relative_to(q) for q in runtime)]
+
     def prefix(socket_folder: Path) -> list[str]:
-        shared = [socket_folder, probe_package]
+        shared = [socket_folder, probe_package, *runtime]
         binds = " && ".join(
             f'mkdir -p "{p}" && mount --bind "{base}/{p.relative_to("/tmp")}" "{p}"' for p in shared
         )

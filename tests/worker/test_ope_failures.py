@@ -184,7 +184,7 @@ def test_crash_cycles_and_close_leave_nothing_behind(behaviour_path):
     gc.collect()
     assert set(os.listdir("/dev/shm")) == shm_before
     assert open_fds() == fds_before
-    assert shared_mappings() == maps_before
+    assert set(shared_mappings()) <= set(maps_before)
     assert set(children()) <= children_before  # every worker reaped: no zombies, nothing running
 
 

@@ -34,20 +34,6 @@ def server(tmp_path_factory):
         yield server
 
 
-@pytest.fixture(scope="module")
-def http(server):
-    client = httpclient.InferenceServerClient(f"127.0.0.1:{server.http_port}")
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
-def grpc(server):
-    client = grpcclient.InferenceServerClient(server.grpc_address)
-    yield client
-    client.close()
-
-
 def one_input(module, name: str, value: np.ndarray, **kwargs):
     tensor = module.InferInput(name, list(value.shape), "BYTES")
     tensor.set_data_from_numpy(value, **kwargs)

@@ -196,20 +196,6 @@ def server(tmp_path_factory):
         yield server
 
 
-@pytest.fixture(scope="module")
-def http(server):
-    client = httpclient.InferenceServerClient(f"127.0.0.1:{server.http_port}")
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
-def grpc(server):
-    client = grpcclient.InferenceServerClient(server.grpc_address)
-    yield client
-    client.close()
-
-
 def infer(client, model: str, value: int, sequence_id, start=False, end=False, batched=False, **kwargs):
     """One request of a sequence with either client: the result's arrays."""
     module = httpclient if isinstance(client, httpclient.InferenceServerClient) else grpcclient

@@ -49,20 +49,6 @@ def server(tmp_path_factory, package):
         yield server
 
 
-@pytest.fixture(scope="module")
-def http(server):
-    client = httpclient.InferenceServerClient(f"127.0.0.1:{server.http_port}")
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
-def grpc(server):
-    client = grpcclient.InferenceServerClient(server.grpc_address)
-    yield client
-    client.close()
-
-
 def adder_inputs(module, rows: int = 2):
     x = np.arange(rows * 3, dtype=np.float32).reshape(rows, 3)
     inputs = [module.InferInput("x", [rows, 3], "FP32"), module.InferInput("y", [rows, 3], "FP32")]

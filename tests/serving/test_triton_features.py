@@ -83,20 +83,6 @@ def server(tmp_path_factory):
         yield server
 
 
-@pytest.fixture(scope="module")
-def http(server):
-    client = httpclient.InferenceServerClient(f"127.0.0.1:{server.http_port}")
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
-def grpc(server):
-    client = grpcclient.InferenceServerClient(server.grpc_address)
-    yield client
-    client.close()
-
-
 X = np.array([[0.1, 0.7, 0.2, 0.7], [0.9, 0.0, 0.3, 0.4]], np.float32)
 
 

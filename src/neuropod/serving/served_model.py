@@ -19,10 +19,11 @@ pinned to, with the control inputs and state added.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import time
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -192,13 +193,7 @@ class ServedModel:
         request.check_outputs(self.output_datatypes, self.name)
         inputs = self._conform_inputs(resolve_inputs(shm, request))
         timer.decoded()
-        submitted = time.perf_counter()
-        if self._closing:
-            raise Unavailable(f"Model '{self.name}' is being unloaded")
-        self._slots.get()
-        try:
-            if self._closed:
-                raise Unavailable(f"Model '{self.name}' was unloaded")
+        with self._slot() as submitted:
             started = time.perf_counter()
             responses = self.model.infer_stream(inputs)  # raises for invalid inputs
             try:
@@ -218,8 +213,6 @@ class ServedModel:
             finally:
                 responses.close()
             timer.ran(started - submitted, time.perf_counter() - started)
-        finally:
-            self._slots.put(None)
 
     def answer(self, request: InferRequest, shm: SharedMemoryRegistry, timer: RequestTimer) -> InferResponse:
         """The middle of every front end's pipeline: a decoded request in, its response out.
@@ -261,6 +254,16 @@ class ServedModel:
             Unavailable: the model is being unloaded.
             Exception: as ``infer``.
         """
+        with self._slot() as submitted:
+            return self._run(inputs, submitted, instance)
+
+    @contextlib.contextmanager
+    def _slot(self) -> Iterator[float]:
+        """Hold one of the model's slots (waiting for one); yields when the wait began.
+
+        Raises:
+            Unavailable: the model is being unloaded, or was while this waited.
+        """
         submitted = time.perf_counter()
         if self._closing:
             raise Unavailable(f"Model '{self.name}' is being unloaded")
@@ -268,7 +271,7 @@ class ServedModel:
         try:
             if self._closed:
                 raise Unavailable(f"Model '{self.name}' was unloaded")
-            return self._run(inputs, submitted, instance)
+            yield submitted
         finally:
             self._slots.put(None)
 

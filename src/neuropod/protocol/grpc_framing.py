@@ -25,7 +25,7 @@ Small messages, where the walk would cost more than the copies, are parsed whole
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
 from neuropod.protocol.errors import ProtocolError
@@ -74,32 +74,14 @@ def split_raw_contents(data: Buffer, message_type: type[Message], field: int) ->
     view = memoryview(data)
     contents = []
     rest: list[Buffer] = []
-    rest_start = position = 0
-    end = len(data)
-    while position < end:
-        field_start = position
-        key, position = _read_varint(data, position)
-        wire_type = key & 7
-        if wire_type == _VARINT:
-            _, position = _read_varint(data, position)
-        elif wire_type == _FIXED64:
-            position += 8
-        elif wire_type == _FIXED32:
-            position += 4
-        elif wire_type == _LENGTH_DELIMITED:
-            length, position = _read_varint(data, position)
-            if key >> 3 == field and position + length <= end:
-                contents.append(view[position : position + length])
-                rest.append(data[rest_start:field_start])
-                rest_start = position + length
-            position += length
-        else:
-            raise ProtocolError(
-                f"The message is not a valid {_type_name(message_type)}: "
-                f"wire type {wire_type} at byte {field_start}"
-            )
-    if position > end:
-        raise ProtocolError(f"The message is not a valid {_type_name(message_type)}: it ends inside a field")
+    rest_start = 0
+    for number, field_start, start, stop in _length_delimited_fields(
+        view, f"The message is not a valid {_type_name(message_type)}: "
+    ):
+        if number == field:
+            contents.append(view[start:stop])
+            rest.append(data[rest_start:field_start])
+            rest_start = stop
     rest.append(data[rest_start:])
     try:
         message = parse(b"".join(rest))
@@ -144,9 +126,23 @@ def embedded_fields(data: Buffer) -> dict[int, memoryview]:
         ProtocolError: ``data`` is not a valid encoding.
     """
     view = memoryview(data)
-    fields: dict[int, memoryview] = {}
+    return {
+        number: view[start:stop]
+        for number, _, start, stop in _length_delimited_fields(view, "The message is not valid: ")
+    }
+
+
+def _length_delimited_fields(view: memoryview, invalid: str) -> Iterator[tuple[int, int, int, int]]:
+    """Walk an encoded message: ``(number, field start, value start, value end)`` of each of its
+    length-delimited fields, in order (the other wire types are skipped).
+
+    Raises:
+        ProtocolError: ``invalid`` and what is wrong: a wire type the protocol does not use, or a
+            field that runs past the end.
+    """
     position, end = 0, len(view)
     while position < end:
+        field_start = position
         key, position = _read_varint(view, position)
         wire_type = key & 7
         if wire_type == _VARINT:
@@ -157,13 +153,13 @@ def embedded_fields(data: Buffer) -> dict[int, memoryview]:
             position += 4
         elif wire_type == _LENGTH_DELIMITED:
             length, position = _read_varint(view, position)
-            fields[key >> 3] = view[position : position + length]
+            if position + length <= end:
+                yield key >> 3, field_start, position, position + length
             position += length
         else:
-            raise ProtocolError(f"The message holds wire type {wire_type} at byte {position}")
+            raise ProtocolError(f"{invalid}wire type {wire_type} at byte {field_start}")
     if position > end:
-        raise ProtocolError("The message ends inside a field")
-    return fields
+        raise ProtocolError(f"{invalid}it ends inside a field")
 
 
 def length_delimited(field: int, parts: Sequence[Buffer]) -> list[Buffer]:
